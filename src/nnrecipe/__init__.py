@@ -1,0 +1,37 @@
+"""nnrecipe: "A recipe for training neural networks", as software.
+
+Point it at an :class:`Experiment` (model factory, data, loss, optimizer) and it walks the
+recipe's stages, running the checks a careful engineer would run by hand, and returns
+findings with evidence and a fix.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from nnrecipe.core.findings import Finding, Severity
+from nnrecipe.errors import ConfigurationError, DataError, ExperimentError, NNRecipeError
+from nnrecipe.experiment import Experiment
+
+__version__ = "0.1.0"
+
+# Heavier parts are imported on first use, so `import nnrecipe` stays light.
+_LAZY = {
+    "run": "nnrecipe.api",
+    "load_experiment": "nnrecipe.loading",
+    "init_output_bias": "nnrecipe.skeleton.init_bias",
+    "RunResult": "nnrecipe.core.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnrecipe' has no attribute {name!r}")
+
+
+__all__ = [
+    "ConfigurationError", "DataError", "Experiment", "ExperimentError", "Finding",
+    "NNRecipeError", "Severity", "__version__", *_LAZY,
+]

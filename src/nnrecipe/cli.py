@@ -1,0 +1,302 @@
+"""The ``nnrecipe`` command line. The only module that writes to the terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import sys
+import traceback
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nnrecipe.core.findings import Severity
+from nnrecipe.errors import NNRecipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="A recipe for training neural networks, as software: catches the bugs "
+                       "that make training fail silently.")
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BROKEN = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+
+class FailOn(str, Enum):
+    error = "error"
+    warning = "warning"
+    never = "never"
+
+
+class DeviceChoice(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+    auto = "auto"
+
+
+Target = Annotated[str, typer.Argument(help="FILE.py or FILE.py:function returning an Experiment")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="output folder [default: runs/<name>-<timestamp>]")]
+FailOpt = Annotated[FailOn, typer.Option("--fail-on", help="exit 1 when a finding is at or above this")]
+DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="where checks run")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="override the experiment's seed")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="only the summary line")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
+
+
+class RichProgress:
+    """Draws the runner's progress events with rich (to stderr, so stdout stays clean)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                                 console=err_console, transient=True, disable=quiet)
+        self._check: Any = None
+        self._tasks: list[Any] = []
+
+    def __enter__(self) -> RichProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def check_started(self, stage: str, check: str, title: str) -> None:
+        self._check = self.progress.add_task(f"[{stage}] {check}", total=None)
+
+    def check_finished(self, stage: str, check: str, status: str) -> None:
+        if self._check is not None:
+            self.progress.remove_task(self._check)
+            self._check = None
+        if not self.quiet:
+            style = {"passed": "green", "info": "blue", "warning": "yellow", "error": "red",
+                     "crashed": "magenta"}.get(status, "dim")
+            self.progress.console.print(f"  [{style}]{status:>8}[/] {stage}/{check}")
+
+    def task_started(self, description: str, total: int | None) -> None:
+        self._tasks.append(self.progress.add_task(f"    {description}", total=total))
+
+    def task_advanced(self, advance: int = 1, description: str | None = None) -> None:
+        if self._tasks:
+            kwargs = {"description": f"    {description}"} if description else {}
+            self.progress.update(self._tasks[-1], advance=advance, **kwargs)
+
+    def task_finished(self) -> None:
+        if self._tasks:
+            self.progress.remove_task(self._tasks.pop())
+
+
+def _default_out(name: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}"
+
+
+def _fail(message: str, debug: bool, exc: BaseException | None = None) -> typer.Exit:
+    if debug and exc is not None:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    err_console.print(f"[red]nnrecipe: error:[/] {message}", soft_wrap=True)
+    return typer.Exit(EXIT_BROKEN)
+
+
+def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
+    findings = sorted(result.findings, key=lambda f: -f.severity.rank)
+    if not quiet and findings:
+        table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+        table.add_column("severity")
+        table.add_column("code")
+        table.add_column("stage")
+        table.add_column("message", overflow="fold")
+        style = {"error": "red", "warning": "yellow", "info": "blue"}
+        for f in findings:
+            table.add_row(f"[{style[f.severity.value]}]{f.severity.value}[/]", f.code, f.stage,
+                          f.message if len(f.message) < 400 else f.message[:397] + "...")
+        console.print(table)
+    counts = {s: result.count(s) for s in Severity}
+    line = (f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s), "
+            f"{counts[Severity.INFO]} info in {result.duration_s:.1f}s")
+    if result.interrupted:
+        line += " [magenta](interrupted: partial results)[/]"
+    console.print(line)
+    console.print(f"report: {paths['report']}")
+    console.print(f"findings: {paths['findings']}")
+
+
+def _exit_code(result: Any, fail_on: FailOn) -> int:
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    worst = result.worst()
+    if fail_on == FailOn.never or worst is None:
+        return EXIT_OK
+    return EXIT_FINDINGS if worst >= Severity(fail_on.value) else EXIT_OK
+
+
+def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
+            device: DeviceChoice, seed: int | None, quiet: bool, debug: bool,
+            options: dict[str, Any] | None = None, data_target: str | None = None) -> None:
+    """Load, validate, run the command's stages, write outputs, exit with the right code."""
+    from nnrecipe.api import COMMAND_STAGES, run
+    from nnrecipe.loading import load_experiment
+    from nnrecipe.report import write_outputs
+
+    try:
+        if command == "inspect" and not target.split(":")[0].endswith(".py"):
+            from nnrecipe.data.sources import experiment_from_data
+
+            exp, name = experiment_from_data(target, target_column=data_target)
+        else:
+            exp, name = load_experiment(target)
+    except NNRecipeError as e:
+        raise _fail(str(e), debug, e) from None
+    out_dir = out or _default_out(name)
+    if not quiet:
+        err_console.print(f"nnrecipe {command}: [bold]{name}[/] -> {out_dir}")
+    try:
+        with RichProgress(quiet) as progress:
+            result = run(exp, COMMAND_STAGES[command], device=device.value, seed=seed,
+                         options=options, progress=progress, name=name, command=command)
+    except NNRecipeError as e:
+        raise _fail(str(e), debug, e) from None
+    except KeyboardInterrupt:
+        err_console.print("[magenta]interrupted before any check finished[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    try:
+        paths = write_outputs(result, out_dir)
+    except OSError as e:
+        raise _fail(f"cannot write outputs to {out_dir}: {e}", debug, e) from None
+    _summary(result, paths, quiet)
+    raise typer.Exit(_exit_code(result, fail_on))
+
+
+def _stage_command(command: str, help_text: str) -> None:
+    def cmd(target: Target, out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+            device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
+            debug: DebugOpt = False) -> None:
+        execute(command, target, out=out, fail_on=fail_on, device=device, seed=seed,
+                quiet=quiet, debug=debug)
+
+    cmd.__doc__ = help_text
+    app.command(command, help=help_text)(cmd)
+
+
+@app.command("inspect")
+def inspect_cmd(target: Annotated[str, typer.Argument(
+                    help="FILE.py[:function], or data: FILE.npz, FILE.csv (with --target) or an "
+                         "image folder laid out as class_name/*.png")],
+                target_column: Annotated[str | None, typer.Option(
+                    "--target", help="the label column of a CSV file")] = None,
+                out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+                device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None,
+                quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """The data stage: become one with the data."""
+    execute("inspect", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
+            debug=debug, data_target=target_column)
+
+
+_stage_command("check", "data + skeleton: the fast sanity checks, meant for CI.")
+_stage_command("lr", "The learning-rate range test (the overfit stage).")
+_stage_command("train", "Train with the monitor, diagnosis and early stopping.")
+
+
+@app.command("tune")
+def tune_cmd(target: Target, trials: Annotated[int, typer.Option(help="number of trials")] = 20,
+             sampler: Annotated[str, typer.Option(help="tpe or random")] = "tpe",
+             storage: Annotated[str | None, typer.Option(
+                 help="Optuna storage URL shared by workers [default: a file in the run folder]")] = None,
+             study_name: Annotated[str | None, typer.Option(help="study name to create or resume")] = None,
+             out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+             device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
+             debug: DebugOpt = False) -> None:
+    """Hyper-parameter search (random or Bayesian, with pruning)."""
+    options = {"tune_trials": trials, "tune_sampler": sampler, "tune_storage": storage,
+               "tune_study_name": study_name}
+    execute("tune", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
+            debug=debug, options=options)
+
+
+@app.command("run")
+def run_cmd(target: Target,
+            budget: Annotated[float | None, typer.Option(
+                help="bound on total training time in seconds, shared by the stages")] = None,
+            out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+            device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
+            debug: DebugOpt = False) -> None:
+    """The whole recipe, in order."""
+    execute("run", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
+            debug=debug, options={"budget_s": budget} if budget else None)
+
+
+@app.command("demo")
+def demo_cmd(out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+             device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
+             debug: DebugOpt = False) -> None:
+    """`run` on the bundled example: handwritten digits from scikit-learn, a small CNN, Adam."""
+    from nnrecipe.examples import digits
+
+    execute("run", f"{digits.__file__}:experiment", out=out, fail_on=fail_on, device=device,
+            seed=seed, quiet=quiet, debug=debug)
+
+
+@app.command("lab")
+def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all'; none lists them")] = None,
+            out: OutOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """The training questions, answered by experiment."""
+    try:
+        from nnrecipe import lab
+    except ImportError as e:
+        raise _fail(f"the lab is not available: {e}", debug, e) from None
+    if topic is None:
+        table = Table(show_header=True, header_style="bold", box=None)
+        table.add_column("topic")
+        table.add_column("question")
+        for t in lab.list_topics():
+            table.add_row(t.name, t.question)
+        console.print(table)
+        return
+    out_dir = out or Path("runs") / f"lab-{topic}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        with RichProgress(quiet) as progress:
+            page = lab.run(topic, out_dir, progress=progress)
+    except NNRecipeError as e:
+        raise _fail(str(e), debug, e) from None
+    console.print(f"lab page: {page}")
+
+
+@app.command("codes")
+def codes_cmd(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
+    """The finding catalogue: every code, its stage, default severity and fix."""
+    import json
+
+    from nnrecipe.core.registry import CATALOGUE
+    from nnrecipe.core.runner import load_stage_checks
+    from nnrecipe.core.stages import STAGE_NAMES
+
+    load_stage_checks()
+    order = {s: i for i, s in enumerate((*STAGE_NAMES, "any"))}
+    infos = sorted(CATALOGUE.values(), key=lambda c: (order.get(c.stage, 99), c.code))
+    if as_json:
+        console.print_json(json.dumps([{"code": c.code, "stage": c.stage,
+                                         "severity": c.severity.value, "title": c.title,
+                                         "fix": c.fix} for c in infos]))
+        return
+    table = Table(show_header=True, header_style="bold", box=None)
+    for col in ("code", "stage", "severity", "what it means"):
+        table.add_column(col, overflow="fold")
+    for c in infos:
+        table.add_row(c.code, c.stage, c.severity.value, c.title)
+    console.print(table)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:torch")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""One exception family for everything a user can get wrong.
+
+The CLI turns an :class:`NNRecipeError` into one line and exit status 2; anything else is a
+bug in nnrecipe (or in a check, which the runner turns into a ``check-crashed`` finding).
+"""
+
+from __future__ import annotations
+
+
+class NNRecipeError(Exception):
+    """Root of the errors a user can cause: bad experiment file, wrong shapes, bad options."""
+
+
+class ExperimentError(NNRecipeError):
+    """The experiment could not be loaded, validated or run."""
+
+
+class DataError(NNRecipeError):
+    """A dataset could not be read or has a shape/dtype nnrecipe cannot work with."""
+
+
+class ConfigurationError(NNRecipeError):
+    """An option or argument has an invalid value."""

@@ -1,0 +1,1 @@
+"""Bundled example experiments (data that ships with scikit-learn; nothing is downloaded)."""

@@ -1,0 +1,1 @@
+"""The regularize stage."""

@@ -1,0 +1,3 @@
+"""The train stage: watching every step of training."""
+
+from nnrecipe.train import nonfinite  # noqa: F401

@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nnrecipe.api import run
+from nnrecipe.skeleton.init_bias import init_output_bias
+from nnrecipe.skeleton.init_loss import init_loss_verdict
+from tests.toys import BiasedOutput, blobs, classification_experiment, mlp, regression_experiment
+
+
+def _findings(exp, code):  # noqa: ANN001
+    res = run(exp, ["skeleton"], only=["init-loss-mismatch"])
+    return [f for f in res.findings if f.code == code], res
+
+
+# --- the decision, on scripted numbers ---------------------------------------------------
+
+@pytest.mark.parametrize("measured, expected, kind, fires, direction", [
+    (2.35, math.log(10), "nats", False, ""),      # a healthy softmax init
+    (2.30 + 0.74, math.log(10), "nats", True, "high"),
+    (0.69, 0.69, "nats", False, ""),
+    (1.10, 1.0, "regression", False, ""),
+    (2600.0, 100.0, "regression", True, "high"),  # uncentred targets, zero-mean outputs
+    (0.2, 1.0, "regression", True, "low"),        # better than the mean at init: a leak
+])
+def test_verdict(measured: float, expected: float, kind: str, fires: bool, direction: str) -> None:
+    v = init_loss_verdict(measured, expected, kind)
+    assert (v.fires, v.direction) == (fires, direction)
+
+
+# --- wired on real models ------------------------------------------------------------------
+
+def test_quiet_on_healthy_classification_and_regression() -> None:
+    for exp in (classification_experiment(), regression_experiment()):
+        found, res = _findings(exp, "init-loss-mismatch")
+        assert found == [], found
+        assert res.stages[0].checks[0].status == "passed"
+
+
+def test_fires_on_a_wrong_output_bias() -> None:
+    exp = classification_experiment(model=lambda: BiasedOutput(mlp(10, 3), bias=8.0))
+    (f,), _ = _findings(exp, "init-loss-mismatch")
+    assert f.evidence["measured"] > f.evidence["expected"] + f.evidence["tolerance"]
+    assert "init_output_bias" in f.fix
+
+
+def test_fires_on_uncentred_regression_targets() -> None:
+    exp = regression_experiment()
+    X, y = exp.train
+    exp = regression_experiment(train=(X, y * 10 + 50))
+    (f,), _ = _findings(exp, "init-loss-mismatch")
+    assert f.evidence["measured"] > 10 * f.evidence["expected"]
+
+
+def test_imbalanced_prior_fires_then_init_output_bias_fixes_it() -> None:
+    X, y = blobs(n=1000, classes=2)
+    keep = (y == 0) | (torch.rand(len(y), generator=torch.Generator().manual_seed(0)).numpy() < 0.01)
+    X, y = X[keep], y[keep]  # ~99:1 imbalance: ln 2 vs prior entropy ~0.06
+    exp = classification_experiment(model=lambda: mlp(10, 2), train=(X, y), val=None)
+    (f,), _ = _findings(exp, "init-loss-mismatch")
+    assert f.evidence["zero_output_loss"] > f.evidence["expected"] + f.evidence["tolerance"]
+
+    def fixed() -> nn.Module:
+        net = mlp(10, 2)
+        init_output_bias(net, (X, y), nn.CrossEntropyLoss())
+        return net
+
+    found, _ = _findings(classification_experiment(model=fixed, train=(X, y), val=None),
+                         "init-loss-mismatch")
+    assert found == []
