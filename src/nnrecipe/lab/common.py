@@ -97,27 +97,30 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
     return {"loss": float(loss), "accuracy": acc}
 
 
-def batches(n: int, batch_size: int, gen: torch.Generator, *, replacement: bool = False
-            ) -> Iterator[torch.Tensor]:
+def batches(n: int, batch_size: int, gen: torch.Generator, *, replacement: bool = False,
+            drop_last: bool = False) -> Iterator[torch.Tensor]:
     """Index batches for one epoch: a fresh permutation, or ``n`` draws with replacement."""
     idx = (torch.randint(0, n, (n,), generator=gen) if replacement
            else torch.randperm(n, generator=gen))
-    for i in range(0, n, batch_size):
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
         yield idx[i:i + batch_size]
 
 
 def sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, y: torch.Tensor,
               *, batch_size: int, epochs: int, seed: int,
               loss_fn: Callable[..., torch.Tensor] = nn.functional.cross_entropy,
-              replacement: bool = False, on_step: Callable[[int, float], None] | None = None,
+              replacement: bool = False, drop_last: bool = False, max_steps: int | None = None,
+              on_step: Callable[[int, float], None] | None = None,
               on_epoch: Callable[[int], None] | None = None,
               scheduler: Any = None) -> list[float]:
     """A plain loop over tensors (no DataLoader) for topics that need exact control and many
-    tiny steps; returns the step losses. Stops at the first non-finite loss."""
+    tiny steps; returns the step losses. Stops at the first non-finite loss or ``max_steps``."""
     gen = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     for epoch in range(epochs):
-        for idx in batches(len(X), batch_size, gen, replacement=replacement):
+        for idx in batches(len(X), batch_size, gen, replacement=replacement,
+                           drop_last=drop_last):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(X[idx]), y[idx])
             loss.backward()
@@ -128,7 +131,7 @@ def sgd_steps(model: nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, y: 
             losses.append(v)
             if on_step is not None:
                 on_step(len(losses) - 1, v)
-            if not math.isfinite(v):
+            if not math.isfinite(v) or (max_steps is not None and len(losses) >= max_steps):
                 return losses
         if on_epoch is not None:
             on_epoch(epoch + 1)
