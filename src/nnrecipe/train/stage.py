@@ -1,0 +1,345 @@
+"""The ``train`` stage: one real training run with the monitor on, then the diagnosis.
+
+:class:`TrainingRun` trains a fresh model with :func:`~nnrecipe.core.fit.fit` (the user's
+``train_step`` if any), the :class:`~nnrecipe.train.monitor.Monitor`, validation every epoch,
+early stopping, optional clipping (``options["grad_clip"]``) and schedule
+(``options["schedule"]``), keeps the best weights (saved to ``<out>/checkpoints/train-best.pt``)
+and raises the learning-curve findings. :class:`GradientHealth` and
+:class:`ActivationHealth` report the per-layer findings of the same run.
+
+Options read (``Experiment.options`` or ``nnrecipe.run(options=...)``): ``train_epochs``,
+``grad_clip``, ``schedule``, ``early_stopping`` (dict of
+:class:`~nnrecipe.train.stopping.StoppingConfig` fields, or False), ``monitor`` (dict of
+:class:`~nnrecipe.train.monitor.MonitorConfig` fields), ``budget_s``.
+
+``ctx.state["train"]`` afterwards::
+
+    {"history": FitHistory, "recording": Recording, "diagnosis": Diagnosis,
+     "val": {"loss":.., "accuracy":..}, "test": {...} (if a test split),
+     "state_dict": best weights (CPU), "best_epoch": int | None,
+     "stopped_by": "patience" | "GL" | "PQ" | None, "stopped_reason": str,
+     "grad_norm_quantiles": {"p10", "p50", "p90", "p99", "max"},
+     "checkpoint": str | None}
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnrecipe.core.context import Context
+from nnrecipe.core.findings import Finding
+from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
+from nnrecipe.core.registry import Check
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, predict
+from nnrecipe.train import detectors as det
+from nnrecipe.train import plots
+from nnrecipe.train.monitor import Monitor, MonitorConfig, Recording
+from nnrecipe.train.nonfinite import LossNonfinite
+from nnrecipe.train.stopping import EarlyStopping, StoppingConfig
+
+# With a --budget, training gets this share of the time left: regularize, tune and ensemble
+# (which follow) train several models each.
+TRAIN_BUDGET_SHARE = 1 / 3
+PROBE_SAMPLES = 1024  # training samples re-evaluated at each epoch end (eval and train mode)
+FIXED_BATCH = 12  # samples whose predictions are followed epoch by epoch
+
+CURVE_CODES = (LossNonfinite.code, det.LossDiverging.code, det.LrTooHigh.code, det.LrTooLow.code,
+               det.LossPlateau.code, det.Overfitting.code, det.Underfitting.code,
+               det.ValBelowTrain.code, det.WeightsFluctuating.code)
+GRADIENT_CODES = (det.ExplodingGradients.code, det.VanishingGradients.code, det.UpdateRatio.code)
+ACTIVATION_CODES = (det.DeadRelu.code, det.SaturatedActivations.code)
+
+
+class EndOfEpochProbe(Callback):
+    """At each epoch end, the training loss of the current weights on a fixed subset of the
+    training set, in eval mode and in train mode (no update; buffers and RNG restored).
+    Stored on the monitor's epoch entry as ``train_eval_loss`` and ``train_mode_loss``."""
+
+    def __init__(self, ctx: Context, monitor: Monitor, n: int = PROBE_SAMPLES) -> None:
+        self.ctx, self.monitor, self.n = ctx, monitor, n
+
+    def on_epoch_end(self, record: EpochRecord, history: FitHistory, model: nn.Module
+                     ) -> str | None:
+        if not self.monitor.recording.epochs or not math.isfinite(record.train_loss):
+            return None
+        entry = self.monitor.recording.epochs[-1]
+        entry["train_eval_loss"] = self.ctx.evaluate(model, "train", limit=self.n)["loss"]
+        entry["train_mode_loss"] = train_mode_loss(self.ctx, model, self.n)
+        return None
+
+
+def train_mode_loss(ctx: Context, model: nn.Module, n: int) -> float:
+    """Loss on the first ``n`` training samples with the model in train mode (dropout on,
+    batch statistics), without changing anything: buffers and RNG are restored."""
+    X, y = ctx.tensors("train", limit=n)
+    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
+    was = model.training
+    loss_fn = on_cpu(ctx.experiment.loss)
+    outs = []
+    devices = [ctx.device] if ctx.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            model.train()
+            bs = max(ctx.experiment.batch_size, 1)
+            for i in range(0, len(X), bs):
+                outs.append(model(X[i:i + bs].to(ctx.device)).float().cpu())
+    finally:
+        model.train(was)
+        with torch.no_grad():
+            for k, v in model.named_buffers():
+                if k in buffers:
+                    v.copy_(buffers[k])
+    with torch.no_grad():
+        return float(loss_fn(torch.cat(outs), y))
+
+
+def has_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules())
+
+
+def is_augmented(ctx: Context, k: int = 4) -> bool:
+    """Does the training set return a different tensor for the same index twice?"""
+    ds = ctx.dataset("train")
+    try:
+        for i in range(min(k, len(ds))):
+            a, b = ds[i][0], ds[i][0]
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and not torch.equal(a, b):
+                return True
+    except Exception:  # noqa: BLE001 - a dataset we cannot index twice: assume not augmented
+        return False
+    return False
+
+
+def val_loss_rel_se(ctx: Context, model: nn.Module, split: str = "val"
+                    ) -> tuple[dict[str, float], float]:
+    """Metrics on a split, and the relative standard error of its mean loss (from the
+    per-sample losses, when the loss has a ``reduction`` to switch off)."""
+    loader = ctx.loader(split, shuffle=False, batch_size=max(ctx.experiment.batch_size, 256))
+    out, y = predict(model, loader, ctx.device)
+    loss_fn = on_cpu(ctx.experiment.loss)
+    metrics = metrics_from_outputs(out, y, loss_fn, ctx.task_type)
+    rel_se = 0.0
+    if hasattr(loss_fn, "reduction"):
+        per = copy.deepcopy(loss_fn)
+        per.reduction = "none"
+        try:
+            with torch.no_grad():
+                values = per(out, y).reshape(len(out), -1).float().mean(dim=1)
+            if len(values) > 1 and float(values.mean()) > 0:
+                rel_se = float(values.std() / values.mean()) / math.sqrt(len(values))
+        except Exception:  # noqa: BLE001 - a loss that needs its reduction: no SE, margin stays
+            rel_se = 0.0
+    return metrics, rel_se
+
+
+def time_budget(ctx: Context) -> float | None:
+    budget = ctx.options.get("budget_s")
+    if not budget:
+        return None
+    deadline = ctx.state.setdefault("deadline", time.monotonic() + float(budget))
+    return max(1.0, (deadline - time.monotonic()) * TRAIN_BUDGET_SHARE)
+
+
+def scheduler_factory(ctx: Context) -> tuple[Any, str]:
+    """The schedule named by ``options["schedule"]`` through the overfit stage's factory,
+    or constant (None) when unnamed or unavailable."""
+    name = ctx.options.get("schedule")
+    if not name or name == "constant":
+        return None, "constant"
+    try:
+        from nnrecipe.overfit.schedules import make_scheduler  # type: ignore[import-not-found]
+    except ImportError:
+        return None, f"constant ({name!r} asked for; nnrecipe.overfit.schedules is not available)"
+    return make_scheduler(name), str(name)
+
+
+class TrainingRun(Check):
+    name = "training"
+    stage = "train"
+    title = "Training run: learning curves, early stopping, best checkpoint"
+    order = 10
+    emits = CURVE_CODES
+
+    def run(self, ctx: Context) -> list[Finding]:
+        model = ctx.fresh_model()
+        optimizer = ctx.make_optimizer(model)
+        split = "val" if ctx.has_split("val") else "train"
+        monitor = Monitor(MonitorConfig(**dict(ctx.options.get("monitor") or {})),
+                          fixed_batch=ctx.batch(split, n=FIXED_BATCH), task=ctx.task_type)
+        stopper = EarlyStopping(StoppingConfig.from_options(ctx.options.get("early_stopping")))
+        scheduler, schedule_name = scheduler_factory(ctx)
+        clip = ctx.options.get("grad_clip")
+        monitor.recording.grad_clip = float(clip) if clip else None
+        history = fit(ctx, model, optimizer=optimizer,
+                      epochs=int(ctx.options.get("train_epochs") or ctx.experiment.epochs),
+                      scheduler=scheduler, grad_clip=float(clip) if clip else None,
+                      callbacks=[monitor, EndOfEpochProbe(ctx, monitor), stopper],
+                      time_budget_s=time_budget(ctx), restore_best=True,
+                      description="training with the monitor")
+        rec = monitor.recording
+        last = rec.epochs[-1] if rec.epochs else {}
+        metrics, rel_se = val_loss_rel_se(ctx, model) if ctx.has_split("val") else ({}, 0.0)
+        lr_state = ctx.state.get("lr") or {}
+        extras = det.Extras(
+            baselines=ctx.state.get("baselines"), train_mode_end=last.get("train_mode_loss"),
+            train_eval_end=last.get("train_eval_loss"), augmented=is_augmented(ctx),
+            has_dropout=has_dropout(model), val_rel_se=rel_se,
+            best_epoch_restored=history.best_epoch, lr_suggested=lr_state.get("suggested"),
+            where="the train stage")
+        diagnosis = det.diagnose(rec, extras)
+        state = self._store(ctx, model, history, rec, diagnosis, stopper, metrics)
+        self._record(ctx, history, rec, stopper, state, schedule_name, extras)
+        self._draw(ctx, rec, diagnosis, history, stopper)
+        return [f for f in diagnosis.findings if f.code in CURVE_CODES]
+
+    def _store(self, ctx: Context, model: nn.Module, history: FitHistory, rec: Recording,
+               diagnosis: det.Diagnosis, stopper: EarlyStopping, val: dict[str, float]
+               ) -> dict[str, Any]:
+        best = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        state: dict[str, Any] = {
+            "history": history, "recording": rec, "diagnosis": diagnosis, "val": val,
+            "test": ctx.evaluate(model, "test") if ctx.has_split("test") else {},
+            "state_dict": best, "best_epoch": history.best_epoch,
+            "stopped_by": stopper.stopped.criterion if stopper.stopped else None,
+            "stopped_reason": history.stopped_reason,
+            "grad_norm_quantiles": diagnosis.grad_quantiles, "checkpoint": None}
+        if ctx.out_dir is not None:
+            path = Path(ctx.out_dir) / "checkpoints" / "train-best.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"state_dict": best, "best_epoch": history.best_epoch, "val": val,
+                        "stopped_reason": history.stopped_reason}, path)
+            state["checkpoint"] = str(path)
+        ctx.state["train"] = state
+        return state
+
+    def _record(self, ctx: Context, history: FitHistory, rec: Recording, stopper: EarlyStopping,
+                state: dict[str, Any], schedule: str, extras: det.Extras) -> None:
+        ctx.record("epochs_run", len(history.epochs))
+        ctx.record("steps", history.steps)
+        ctx.record("seconds", round(history.seconds, 2))
+        ctx.record("stopped_reason", history.stopped_reason)
+        ctx.record("stopped_by", state["stopped_by"])
+        ctx.record("early_stopping", stopper.config.describe())
+        ctx.record("best_epoch", history.best_epoch)
+        ctx.record("val", state["val"])
+        if state["test"]:
+            ctx.record("test", state["test"])
+        ctx.record("schedule", schedule)
+        ctx.record("grad_clip", rec.grad_clip)
+        ctx.record("grad_norm_quantiles", state["grad_norm_quantiles"])
+        ctx.record("val_loss_rel_se", extras.val_rel_se)
+        ctx.record("checkpoint", state["checkpoint"])
+        ctx.record("skipped_updates", rec.skipped_updates)
+        vb = state["diagnosis"].verdicts.get("val-below-train")
+        if vb is not None and vb.cause:
+            ctx.record("val_below_train_cause", vb.cause)
+        rows = [[e["epoch"], _r(e.get("train_loss")), _r(e.get("train_eval_loss")),
+                 _r(e.get("val_loss")), _r(e.get("val_accuracy")), _r(e.get("lr"))]
+                for e in rec.epochs]
+        ctx.add_table("Learning curve", ["epoch", "train (mean)", "train (end, eval mode)",
+                                         "val loss", "val accuracy", "lr"], rows,
+                      caption=f"Early stopping: {stopper.config.describe()}. Stopped: "
+                              f"{history.stopped_reason}. Best epoch {history.best_epoch} restored.")
+
+    def _draw(self, ctx: Context, rec: Recording, diagnosis: det.Diagnosis, history: FitHistory,
+              stopper: EarlyStopping) -> None:
+        stopped = stopper.stopped.criterion if stopper.stopped else None
+        ctx.add_figure("Learning curves", plots.learning_curves(
+            rec, diagnosis.verdicts, best_epoch=history.best_epoch, stopped=stopped))
+        if rec.predictions:
+            ctx.add_figure("Prediction dynamics", plots.prediction_dynamics(rec))
+
+
+def _r(x: Any, digits: int = 4) -> Any:
+    return round(float(x), digits) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+class _FromTrainingRun(Check):
+    """Reports, from the training run's diagnosis, the findings of some codes."""
+
+    codes: tuple[str, ...] = ()
+
+    def applies(self, ctx: Context) -> str | None:
+        if "train" not in ctx.state:
+            return "the training run did not complete"
+        return None
+
+    def findings_from_run(self, ctx: Context) -> list[Finding]:
+        diagnosis: det.Diagnosis = ctx.state["train"]["diagnosis"]
+        return [f for f in diagnosis.findings if f.code in self.codes]
+
+
+class GradientHealth(_FromTrainingRun):
+    name = "gradients"
+    stage = "train"
+    title = "Gradients and updates per layer"
+    order = 20
+    emits = GRADIENT_CODES
+    codes = GRADIENT_CODES
+
+    def run(self, ctx: Context) -> list[Finding]:
+        rec: Recording = ctx.state["train"]["recording"]
+        names, rel = det.relative_gradients(rec)
+        relative = dict(zip(names, rel, strict=True))
+        g, u, p = rec.grad.array(), rec.update.array(), rec.param.array()
+        rows = []
+        for j, (name, kind) in enumerate(zip(rec.layers, rec.layer_types, strict=True)):
+            rows.append([name, kind, _r(_col_median(g, j), 6), _r(relative.get(name, math.nan), 6),
+                         _r(_col_median(u[len(u) // 2:], j), 6), _r(p[-1, j] if p.size else math.nan)])
+        ctx.add_table("Per layer (input to output)", ["layer", "type", "median ||grad||",
+                                                      "||grad|| / ||w||", "update ratio (2nd half)",
+                                                      "||w|| at the end"], rows)
+        ctx.record("grad_norm_quantiles", ctx.state["train"]["grad_norm_quantiles"])
+        ctx.add_figure("Gradient norms per layer", plots.gradient_heatmap(rec))
+        if rec.update.steps:
+            ctx.add_figure("Update-to-weight ratios", plots.update_ratios(rec))
+        return self.findings_from_run(ctx)
+
+
+class ActivationHealth(_FromTrainingRun):
+    name = "activations"
+    stage = "train"
+    title = "Dead ReLUs and saturated tanh/sigmoid units"
+    order = 30
+    emits = ACTIVATION_CODES
+    codes = ACTIVATION_CODES
+
+    def applies(self, ctx: Context) -> str | None:
+        reason = super().applies(ctx)
+        if reason:
+            return reason
+        if not ctx.state["train"]["recording"].activations:
+            return "no nn.ReLU/Tanh/Sigmoid modules ran in training (functional activations are not seen)"
+        return None
+
+    def run(self, ctx: Context) -> list[Finding]:
+        rec: Recording = ctx.state["train"]["recording"]
+        dead, sat = rec.dead.array(), rec.saturated.array()
+        rows = [[name, kind, _r(_col_last(dead, j)), _r(_col_last(sat, j))]
+                for j, (name, kind) in enumerate(rec.activations)]
+        ctx.add_table("Activations at the end of training", ["module", "kind", "dead fraction",
+                                                             "saturated fraction"], rows)
+        ctx.add_figure("Dead and saturated units", plots.activation_fractions(rec))
+        return self.findings_from_run(ctx)
+
+
+def _col_median(a: Any, j: int) -> float:
+    import numpy as np
+
+    if a.size == 0 or j >= a.shape[1]:
+        return math.nan
+    col = a[:, j][np.isfinite(a[:, j])]
+    return float(np.median(col)) if len(col) else math.nan
+
+
+def _col_last(a: Any, j: int) -> float:
+    if a.size == 0 or j >= a.shape[1]:
+        return math.nan
+    return float(a[-1, j])

@@ -1,0 +1,106 @@
+"""Tiny training runs broken on purpose (and their healthy twins), for the train stage tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnrecipe import Experiment
+from tests.toys import blobs, classification_experiment, mlp
+
+
+def deep_mlp(d_in: int, d_out: int, *, depth: int, hidden: int = 32,
+             act: type[nn.Module] = nn.ReLU, weight_gain: float = 1.0, bias: float | None = None
+             ) -> nn.Module:
+    layers: list[nn.Module] = []
+    d = d_in
+    for _ in range(depth):
+        lin = nn.Linear(d, hidden)
+        with torch.no_grad():
+            lin.weight.mul_(weight_gain)
+            if bias is not None:
+                lin.bias.fill_(bias)
+        layers += [lin, act()]
+        d = hidden
+    layers.append(nn.Linear(d, d_out))
+    return nn.Sequential(*layers)
+
+
+def lr_far_too_high(**kw: Any) -> Experiment:
+    """Adam at 0.5: the loss spikes and climbs."""
+    return classification_experiment(optimizer=lambda p: torch.optim.Adam(p, lr=0.5), **kw)
+
+
+def lr_too_low(**kw: Any) -> Experiment:
+    """Plain SGD at 1e-3: weights barely move, the loss creeps down."""
+    return classification_experiment(optimizer=lambda p: torch.optim.SGD(p, lr=1e-3), **kw)
+
+
+def deep_sigmoid(**kw: Any) -> Experiment:
+    """Ten sigmoid layers with the default init: the first layers get almost no gradient."""
+    return classification_experiment(model=lambda: deep_mlp(10, 3, depth=10, act=nn.Sigmoid),
+                                     **kw)
+
+
+def negative_bias(**kw: Any) -> Experiment:
+    """Biases initialised at -3 before every ReLU: most units never fire."""
+    return classification_experiment(model=lambda: deep_mlp(10, 3, depth=2, bias=-3.0), **kw)
+
+
+def saturated_tanh(**kw: Any) -> Experiment:
+    """Unscaled inputs (x30) into tanh layers: outputs pinned at ±1."""
+    X, y = blobs()
+    X = X * 30
+    return classification_experiment(model=lambda: deep_mlp(10, 3, depth=2, act=nn.Tanh),
+                                     train=(X[:300], y[:300]), val=(X[300:], y[300:]), **kw)
+
+
+def exploding_depth(**kw: Any) -> Experiment:
+    """Twelve ReLU layers initialised 2x too large: gradients grow towards the input."""
+    return classification_experiment(
+        model=lambda: deep_mlp(10, 3, depth=12, weight_gain=2.0),
+        optimizer=lambda p: torch.optim.SGD(p, lr=1e-6), **kw)
+
+
+def noisy_blobs(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = blobs(n=n, seed=0, sep=1.0)
+    rng = np.random.default_rng(seed)
+    flip = rng.random(n) < noise
+    y = y.copy()
+    y[flip] = rng.integers(0, 3, size=int(flip.sum()))
+    return X, y
+
+
+def tiny_data_big_model(**kw: Any) -> Experiment:
+    """60 noisy samples, a 512-wide MLP, 40 epochs: it memorises the noise."""
+    X, y = noisy_blobs(260, 0.3, seed=1)
+    return classification_experiment(
+        model=lambda: mlp(10, 3, hidden=512), train=(X[:60], y[:60]), val=(X[60:], y[60:]),
+        batch_size=20, epochs=40, **kw)
+
+
+def with_dropout(**kw: Any) -> Experiment:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Dropout(0.5),
+                                      nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.5))
+            self.out = nn.Linear(64, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.body(x))
+
+    X, y = noisy_blobs(800, 0.0, seed=0)
+    return classification_experiment(model=Net, train=(X[:300], y[:300]),
+                                     val=(X[300:], y[300:]), epochs=15, **kw)
+
+
+def easier_validation(**kw: Any) -> Experiment:
+    """Noisy training labels, clean validation labels: validation is easier than training."""
+    Xn, yn = noisy_blobs(400, 0.4, seed=2)
+    Xc, yc = noisy_blobs(400, 0.0, seed=2)
+    return classification_experiment(train=(Xn[:300], yn[:300]), val=(Xc[300:], yc[300:]),
+                                     epochs=15, **kw)
