@@ -22,6 +22,7 @@ _LAZY = {
     "load_experiment": "nnrecipe.loading",
     "init_output_bias": "nnrecipe.skeleton.init_bias",
     "RunResult": "nnrecipe.core.results",
+    "watch": "nnrecipe.train.watch",
 }
 
 
