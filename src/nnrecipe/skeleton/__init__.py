@@ -1,6 +1,29 @@
-"""The skeleton stage: end-to-end sanity checks and dumb baselines, before real training."""
+"""The skeleton stage: end-to-end sanity checks and dumb baselines, before real training.
 
-from nnrecipe.skeleton import init_loss, overfit_batch  # noqa: F401
+Checks, in the order they run: ``nondeterministic``, ``augmentation-active``,
+``inputs-not-normalized``, ``target-shape-mismatch``, ``double-softmax``,
+``init-loss-mismatch``, ``dropout-before-batchnorm``, ``grads-not-zeroed``,
+``params-not-updating``, ``eval-mode-training``, ``batch-dependency``, ``causal-leak``,
+``baseline-not-beaten``, ``input-independent``, ``cannot-overfit-batch``.
+"""
+
+from nnrecipe.skeleton import (  # noqa: F401
+    augmentation,
+    baselines,
+    batch_dependency,
+    causal,
+    determinism,
+    double_softmax,
+    dropout_bn,
+    eval_mode,
+    grads_zeroed,
+    init_loss,
+    input_independent,
+    inputs,
+    overfit_batch,
+    params_updating,
+    target_shape,
+)
 from nnrecipe.skeleton.init_bias import init_output_bias
 
 __all__ = ["init_output_bias"]

@@ -1,0 +1,145 @@
+"""``input-independent``: does the model extract anything from its inputs?
+
+The recipe: "train an input-independent baseline (e.g. set all your inputs to zero). This
+should perform worse than when you actually plug in your data without zeroing it out. Does
+it? i.e. does your model learn to extract any information out of the input at all?"
+
+Two short runs from the same seed (:mod:`nnrecipe.skeleton.shortrun`; the real one is
+shared with ``baseline-not-beaten``): the real inputs, and every input zeroed at the model's
+entry. On the evaluation split the real run must do significantly better. When it does not:
+if the real inputs do not even lower the *training* loss, the inputs are not reaching the
+output (ignored, detached, overwritten): an error. If they lower the training loss but not
+the validation loss, the model memorises inputs that do not predict the labels: labels
+shuffled or misaligned with the inputs, or no signal learnable in a short run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnrecipe.core.context import Context
+from nnrecipe.core.findings import Finding, Severity
+from nnrecipe.core.registry import Check
+from nnrecipe.report.plots import line_plot
+from nnrecipe.skeleton._util import paired_improvement
+from nnrecipe.skeleton.shortrun import (
+    evaluation_split,
+    short_run,
+    train_loss_head,
+    train_loss_tail,
+)
+
+# Significance as for the baselines: better by two standard errors of the paired difference.
+Z = 2.0
+# Training-loss comparisons on the mean of the last 20% of step losses. Runs that ignore the
+# inputs are bit-identical (difference exactly 0); 2% is well above the step-to-step noise of
+# a 20-step mean, and well below the gap real inputs open on any learnable task.
+TRAIN_MARGIN = 0.02
+LEARNED_MARGIN = 0.05  # a run "learned" if its training loss fell by at least 5%
+
+
+@dataclass
+class InputVerdict:
+    fires: bool
+    severity: str  # "error" or "warning"; "" when quiet
+    cause: str  # "ignored", "no-generalisation", "not-learning"
+    val_gain: float
+    val_se: float
+
+
+def input_verdict(real_val: np.ndarray, zero_val: np.ndarray, real_train: list[float],
+                  zero_train: list[float], z: float = Z) -> InputVerdict:
+    """Pure decision on per-sample validation losses and the step losses of both runs."""
+    gain, se = paired_improvement(real_val, zero_val)
+    if gain > 0 and gain > z * se:
+        return InputVerdict(False, "", "", gain, se)
+    if len(real_train) and list(real_train) == list(zero_train):
+        return InputVerdict(True, "error", "ignored", gain, se)  # bit-identical runs
+    r_tail, z_tail = train_loss_tail(real_train), train_loss_tail(zero_train)
+    r_head, z_head = train_loss_head(real_train), train_loss_head(zero_train)
+    learned = (r_tail < r_head * (1 - LEARNED_MARGIN)) or (z_tail < z_head * (1 - LEARNED_MARGIN))
+    if not all(math.isfinite(v) for v in (r_tail, z_tail)):
+        return InputVerdict(True, "warning", "not-learning", gain, se)
+    if r_tail < z_tail * (1 - TRAIN_MARGIN):
+        return InputVerdict(True, "warning", "no-generalisation", gain, se)
+    if not learned:
+        return InputVerdict(True, "warning", "not-learning", gain, se)
+    return InputVerdict(True, "error", "ignored", gain, se)
+
+
+class InputIndependent(Check):
+    code = "input-independent"
+    stage = "skeleton"
+    severity = Severity.ERROR
+    title = "The model does better with its inputs than with zeroed inputs"
+    fix = ("Make sure the inputs reach the output: the forward uses its argument (not a "
+           "buffer or a constant), nothing detaches or overwrites it, the training step passes "
+           "the batch's inputs to the model, and the labels belong to those inputs (shuffle "
+           "inputs and labels together).")
+    order = 55
+
+    def run(self, ctx: Context) -> list[Finding]:
+        split = evaluation_split(ctx)
+        real, zero = short_run(ctx), short_run(ctx, zero_inputs=True)
+        v = input_verdict(real.per_sample, zero.per_sample, real.step_losses, zero.step_losses)
+        ctx.record("val_loss_real", real.metrics.get("loss"))
+        ctx.record("val_loss_zeroed", zero.metrics.get("loss"))
+        ctx.record("val_gain", v.val_gain)
+        ctx.record("val_gain_se", v.val_se)
+        ctx.record("train_loss_real", train_loss_tail(real.step_losses))
+        ctx.record("train_loss_zeroed", train_loss_tail(zero.step_losses))
+        ctx.record("evaluated_on", split.label)
+        if not v.fires:
+            return []
+        self._plot(ctx, real.step_losses, zero.step_losses, real.steps, split.label,
+                   real.metrics.get("loss", math.nan), zero.metrics.get("loss", math.nan))
+        evidence = {"steps": real.steps, "evaluated_on": split.label,
+                    "val_loss_real": real.metrics.get("loss"),
+                    "val_loss_zeroed": zero.metrics.get("loss"),
+                    "val_gain": v.val_gain, "val_gain_se": v.val_se, "z": Z,
+                    "train_loss_real": train_loss_tail(real.step_losses),
+                    "train_loss_zeroed": train_loss_tail(zero.step_losses), "cause": v.cause,
+                    "custom_train_step": ctx.uses_custom_step}
+        head = (f"after {real.steps} steps the model scores {real.metrics.get('loss', math.nan):.4g} "
+                f"on {split.label} with its real inputs and "
+                f"{zero.metrics.get('loss', math.nan):.4g} with all inputs zeroed (gain "
+                f"{v.val_gain:.3g} ± {v.val_se:.2g}; required: > {Z:g} standard errors)")
+        if v.cause == "ignored":
+            return [self.finding(
+                head + "; the training loss is the same too "
+                f"({evidence['train_loss_real']:.4g} vs {evidence['train_loss_zeroed']:.4g}): "
+                "the inputs do not reach the output", evidence)]
+        if v.cause == "no-generalisation":
+            return [self.finding(
+                head + "; the real inputs lower the training loss "
+                f"({evidence['train_loss_real']:.4g} vs {evidence['train_loss_zeroed']:.4g}) but "
+                "not the validation loss: the model memorises inputs that do not predict the "
+                "labels (labels shuffled or misaligned with their inputs?)", evidence,
+                severity=Severity.WARNING)]
+        return [self.finding(
+            head + "; neither run's training loss fell by 5%: in this many steps the model "
+            "learns nothing from the data at all, either because it cannot learn (see "
+            "cannot-overfit-batch, `nnrecipe lr`) or because the labels carry no signal it can "
+            "find (shuffled or misaligned with their inputs?)", evidence,
+            severity=Severity.WARNING,
+            fix="Get the model to learn first (learning rate, training step); then rerun. "
+                "More steps: options={'short_run_steps': N}.")]
+
+
+    def _plot(self, ctx: Context, real: list[float], zero: list[float], steps: int, label: str,
+              val_real: float, val_zero: float) -> None:
+        where = label.split(" (")[0]
+        ctx.add_figure("Real vs zeroed inputs", line_plot(
+            {"real inputs (train)": _smooth(real), "zeroed inputs (train)": _smooth(zero)},
+            title=f"short runs of {steps} steps (training loss, smoothed)",
+            hlines={f"{where} loss, real": val_real, f"{where} loss, zeroed": val_zero}))
+
+
+def _smooth(values: list[float], window: int = 5) -> list[float]:
+    arr = np.asarray(values, dtype=float)
+    if len(arr) < window:
+        return arr.tolist()
+    return np.convolve(arr, np.ones(window) / window, mode="valid").tolist()

@@ -1,0 +1,79 @@
+"""Dumb baselines, ``baseline-not-beaten`` and ``input-independent``."""
+
+import numpy as np
+import pytest
+
+from nnrecipe.skeleton.baselines import beaten
+from nnrecipe.skeleton.input_independent import input_verdict
+from tests.skeleton import zoo
+from tests.toys import classification_experiment, regression_experiment
+
+CODES = ("baseline-not-beaten", "input-independent")
+
+
+def test_beaten_needs_two_standard_errors() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 1.5, 200)
+    assert beaten(base - 0.3, base).beaten
+    assert not beaten(base + rng.normal(0, 0.1, 200) * 0, base).beaten  # a tie
+    noisy = base + rng.normal(0, 0.3, 200)
+    assert not beaten(noisy, base).beaten
+    # better accuracy alone is enough
+    correct = np.ones(200)
+    assert beaten(base, base, correct, np.zeros(200)).beaten
+
+
+def test_input_verdict_causes() -> None:
+    rng = np.random.default_rng(0)
+    zero = rng.uniform(1.0, 1.2, 100)
+    falling = list(np.linspace(1.1, 0.3, 50))
+    prior = list(np.linspace(1.5, 1.1, 50))
+    assert not input_verdict(zero - 0.5, zero, falling, prior).fires
+    v = input_verdict(zero, zero, prior, prior)
+    assert (v.severity, v.cause) == ("error", "ignored")
+    v = input_verdict(zero + 0.3, zero, falling, prior)
+    assert (v.severity, v.cause) == ("warning", "no-generalisation")
+    flat = [1.1] * 50
+    assert input_verdict(zero, zero, flat, list(flat[:-1]) + [1.0999]).cause == "not-learning"
+
+
+def test_quiet_and_state_on_healthy_classification_and_regression() -> None:
+    findings, checks, ctx = zoo.run_checks(classification_experiment(), *CODES)
+    assert findings == []
+    state = ctx.state["baselines"]
+    assert set(state) >= {"majority", "linear", "model", "split", "n", "steps"}
+    assert state["model"]["accuracy"] > state["majority"]["accuracy"] + 0.3
+    assert checks["baseline-not-beaten"].tables
+    findings, _, ctx = zoo.run_checks(regression_experiment(), *CODES)
+    assert findings == []
+    assert ctx.state["baselines"]["model"]["mse"] < ctx.state["baselines"]["majority"]["mse"]
+
+
+def test_without_a_val_split_a_slice_of_train_is_held_out() -> None:
+    findings, checks, ctx = zoo.run_checks(classification_experiment(val=None), *CODES)
+    assert findings == []
+    assert ctx.state["baselines"]["split"] == "train" and ctx.state["baselines"]["n"] == 60
+
+
+def test_shuffled_targets() -> None:
+    """Targets permuted against their inputs. (Not on the blobs toy: with 3 well-separated
+    clusters a permutation keeps a cluster-level majority that a model does learn.)"""
+    X, y = regression_experiment().train
+    exp = regression_experiment(train=(X, np.random.default_rng(0).permutation(y)))
+    findings, checks, _ = zoo.run_checks(exp, *CODES)
+    by_code = {f.code: f for f in findings}
+    assert by_code["baseline-not-beaten"].severity.value == "warning"
+    f = by_code["input-independent"]
+    assert f.severity.value == "warning" and f.evidence["cause"] == "no-generalisation"
+    assert checks["input-independent"].figures and checks["baseline-not-beaten"].figures
+
+
+@pytest.mark.parametrize("make", [
+    lambda: classification_experiment(model=zoo.IgnoresInput),
+])
+def test_inputs_that_never_reach_the_output(make) -> None:  # noqa: ANN001
+    findings, _, _ = zoo.run_checks(make(), *CODES)
+    by_code = {f.code: f for f in findings}
+    f = by_code["input-independent"]
+    assert f.severity.value == "error" and f.evidence["cause"] == "ignored"
+    assert "baseline-not-beaten" in by_code
