@@ -1,1 +1,21 @@
-"""The data stage."""
+"""The data stage: become one with the data.
+
+One loading pass (``view.py``) reads every sample once and is shared by the checks through
+``ctx.state``; each check is one module: overview, corrupt samples, class balance and
+conflicting labels, duplicates and leakage, label errors, outliers, feature checks
+(constant, unscaled, shortcut) and distribution shift.
+"""
+
+from nnrecipe.data import (  # noqa: F401
+    corrupt,
+    duplicates,
+    features,
+    label_errors,
+    labels,
+    outliers,
+    overview,
+    shift,
+)
+from nnrecipe.data.view import DataView, get_view
+
+__all__ = ["DataView", "get_view"]

@@ -1,0 +1,143 @@
+"""Nearest neighbours for duplicates, leakage, outliers and the label-error baseline.
+
+Small sets (up to ``EXACT_MAX`` reference samples) get an exact brute-force search in numpy.
+Larger ones use faiss's inverted-file index when faiss-cpu is installed (``pip install
+nnrecipe[bench]``): identical and near-identical vectors fall in the same cell, so duplicates
+and leaks are found as reliably as by exact search, while the k-NN distances used for
+outlier scores are approximate. Without faiss, scikit-learn's exact search is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+# Brute force costs N^2 * D; at 20k x 128 that is ~5e10 multiply-adds, about a second.
+EXACT_MAX = 20_000
+# faiss IVF: ~4 sqrt(N) cells, each query scans NPROBE of them; 16 of ~4,000 cells at 1M
+# samples reaches about 0.9 recall@10 on the benchmark's blobs while scanning 0.4% of the data.
+NPROBE = 16
+TRAIN_MAX = 100_000  # samples used to train the IVF quantizer
+
+
+@dataclass
+class Index:
+    kind: str  # "exact" | "faiss" | "sklearn"
+    data: np.ndarray
+    obj: Any = None
+
+
+def _faiss() -> Any | None:
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+def build_index(X: np.ndarray, seed: int = 0) -> Index:
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    n, d = X.shape
+    if n <= EXACT_MAX or d == 0:
+        return Index("exact", X)
+    faiss = _faiss()
+    if faiss is not None:
+        nlist = int(min(max(16, 4 * np.sqrt(n)), n // 39))
+        quantizer = faiss.IndexFlatL2(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist)
+        rng = np.random.default_rng(seed)
+        sample = X if n <= TRAIN_MAX else X[np.sort(rng.choice(n, TRAIN_MAX, replace=False))]
+        index.cp.seed = seed
+        index.train(sample)
+        index.add(X)
+        index.nprobe = NPROBE
+        return Index("faiss", X, index)
+    from sklearn.neighbors import NearestNeighbors
+
+    return Index("sklearn", X, NearestNeighbors().fit(X))
+
+
+def query_knn(ref: np.ndarray, query: np.ndarray, k: int, index: Index | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Euclidean distances and positions (into ``ref``) of each query's ``k`` nearest."""
+    index = index or build_index(ref)
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    k = min(k, len(index.data))
+    if len(query) == 0 or k == 0:
+        return np.zeros((len(query), k), np.float32), np.zeros((len(query), k), np.int64)
+    if index.kind == "exact":
+        return _brute(index.data, query, k, exclude_self=False)
+    if index.kind == "faiss":
+        d2, pos = index.obj.search(query, k)
+        return np.sqrt(np.maximum(d2, 0)), pos.astype(np.int64)
+    dist, pos = index.obj.kneighbors(query, n_neighbors=k)
+    return dist.astype(np.float32), pos.astype(np.int64)
+
+
+def self_knn(X: np.ndarray, k: int, index: Index | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest *other* rows of each row of ``X`` (a duplicate counts, itself not)."""
+    index = index or build_index(X)
+    k = min(k, len(X) - 1)
+    if k <= 0:
+        return np.zeros((len(X), 0), np.float32), np.zeros((len(X), 0), np.int64)
+    if index.kind == "exact":
+        return _brute(index.data, index.data, k, exclude_self=True)
+    dists, poss = [], []
+    for start in range(0, len(X), 65536):
+        q = X[start:start + 65536]
+        d, p = query_knn(X, q, k + 1, index)
+        is_self = p == np.arange(start, start + len(q))[:, None]
+        order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (if found) goes last
+        dists.append(np.take_along_axis(d, order, 1))
+        poss.append(np.take_along_axis(p, order, 1))
+    return np.concatenate(dists), np.concatenate(poss)
+
+
+def _brute(ref: np.ndarray, query: np.ndarray, k: int, *, exclude_self: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
+    rr = (ref.astype(np.float64) ** 2).sum(1)
+    dist = np.empty((len(query), k), np.float32)
+    pos = np.empty((len(query), k), np.int64)
+    step = max(1, 2**24 // max(1, len(ref)))
+    for start in range(0, len(query), step):
+        q = query[start:start + step]
+        d2 = (q.astype(np.float64) ** 2).sum(1)[:, None] + rr[None, :] - 2.0 * (q @ ref.T)
+        if exclude_self:
+            d2[np.arange(len(q)), np.arange(start, start + len(q))] = np.inf
+        part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else \
+            np.tile(np.arange(d2.shape[1]), (len(q), 1))
+        dd = np.take_along_axis(d2, part, 1)
+        order = np.lexsort((part, dd), axis=1)
+        pos[start:start + len(q)] = np.take_along_axis(part, order, 1)
+        dist[start:start + len(q)] = np.sqrt(np.maximum(np.take_along_axis(dd, order, 1), 0))
+    return dist, pos
+
+
+def median_nn_distance(nn_dist: np.ndarray) -> float:
+    """The typical distance to a sample's nearest neighbour, ignoring exact copies (a set
+    that is half duplicates must not make every distance look "near")."""
+    if nn_dist.size == 0:
+        return 0.0
+    d1 = nn_dist[:, 0]
+    nz = d1[d1 > 1e-6 * max(1.0, float(d1.max()))]
+    return float(np.median(nz)) if len(nz) else 0.0
+
+
+def near_threshold_factor(dims: int) -> float:
+    """How close, as a fraction of the median nearest-neighbour distance, counts as "near".
+
+    By reasoning: for points spread like a Poisson process in D dimensions, the nearest-
+    neighbour distance d satisfies P(d < t * median) = 1 - 2^(-t^D) ~ t^D ln 2. We want that
+    chance below 1e-4 on healthy data, so t = (1e-4 / ln 2)^(1/D), capped at 0.1 (reached from
+    D = 4 up). By measurement: on digits, wine and breast cancer the smallest ratio is
+    0.27-0.67, far above 0.1, while copies that were re-encoded, jittered by 1% noise or
+    slightly rescaled sit below 0.05.
+    """
+    return float(min(0.1, (1e-4 / np.log(2)) ** (1.0 / max(1, dims))))
+
+
+__all__ = ["build_index", "query_knn", "self_knn", "median_nn_distance", "near_threshold_factor",
+           "Index"]

@@ -1,0 +1,39 @@
+"""Healthy data stays quiet: no warning, no error (a false alarm is a bug)."""
+
+import numpy as np
+import pytest
+from torch import nn
+
+from nnrecipe.examples.digits import experiment as digits_demo
+from tests.data.helpers import blobs, check, experiment, healthy, loud, run_data
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
+def test_sklearn_datasets_standardised_are_quiet(name: str) -> None:
+    res = run_data(healthy(name))
+    assert loud(res) == []
+    crashed = [c.name for s in res.stages for c in s.checks if c.status == "crashed"]
+    assert crashed == []
+
+
+def test_the_demo_is_quiet_and_every_check_ran() -> None:
+    res = run_data(digits_demo())
+    assert loud(res) == []
+    statuses = {c.name: c.status for s in res.stages for c in s.checks}
+    assert all(s in ("passed", "info") for s in statuses.values()), statuses
+    overview = check(res, "data-overview")
+    assert overview.metrics["kind"] == "image" and overview.figures  # the grid of samples
+    assert check(res, "class-imbalance").figures  # class histogram per split
+
+
+def test_clean_synthetic_classification_and_regression_are_quiet() -> None:
+    X, y = blobs(n=1500, d=8)
+    res = run_data(experiment((X[:1000], y[:1000]), (X[1000:], y[1000:])))
+    assert loud(res) == []
+    rng = np.random.default_rng(0)
+    Xr = rng.normal(size=(800, 6)).astype(np.float32)
+    yr = (np.tanh(Xr @ rng.normal(size=6) / 2) + 0.1 * rng.normal(size=800)).astype(np.float32)
+    res = run_data(experiment((Xr[:600], yr[:600, None]), (Xr[600:], yr[600:, None]),
+                              loss=nn.MSELoss()))
+    assert loud(res) == []
+    assert check(res, "label-errors").status == "skipped"

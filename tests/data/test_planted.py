@@ -1,0 +1,160 @@
+"""Each check fires on a planted problem of moderate size, and names the planted samples."""
+
+import numpy as np
+import torch
+from sklearn.datasets import load_breast_cancer, load_digits
+
+from tests.data.helpers import (
+    blobs,
+    check,
+    experiment,
+    found,
+    run_data,
+    split_standardised,
+)
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    X, y = load_digits(return_X_y=True)
+    return split_standardised(X, y)
+
+
+def test_two_percent_duplicates_are_found() -> None:
+    X, y = blobs(n=1000)
+    rng = np.random.default_rng(1)
+    src = rng.choice(1000, 20, replace=False)
+    copies = X[src].copy()
+    copies[10:] += rng.normal(0, 0.01, size=copies[10:].shape)  # ten near copies
+    Xd, yd = np.concatenate([X, copies]), np.concatenate([y, y[src]])
+    (f,) = found(run_data(experiment((Xd, yd)), "data-duplicates"), "data-duplicates")
+    assert f.severity.value == "warning"
+    assert f.evidence["redundant"] == 20 and f.evidence["exact_redundant"] == 10
+    planted = {frozenset((f"train[{s}]", f"train[{1000 + i}]")) for i, s in enumerate(src)}
+    assert {frozenset(g) for g in f.evidence["groups"]} == planted
+
+
+def test_one_percent_leaked_val_samples_are_found() -> None:
+    Xtr, Xva, ytr, yva = _digits()
+    rng = np.random.default_rng(0)
+    leak = rng.choice(len(Xva), 5, replace=False)  # 5 of 450: 1.1%
+    src = rng.choice(len(Xtr), 5, replace=False)
+    Xva, yva = Xva.copy(), yva.copy()
+    Xva[leak] = Xtr[src] + rng.normal(0, 0.01, size=Xtr[src].shape).astype(np.float32)
+    Xva[leak[:2]] = Xtr[src[:2]]  # two exact copies
+    yva[leak] = ytr[src]
+    res = run_data(experiment((Xtr, ytr), (Xva, yva)), "split-leakage")
+    (f,) = found(res, "split-leakage")
+    assert f.severity.value == "warning" and f.evidence["exact"] == 2
+    assert {tuple(p) for p in f.evidence["pairs"]} == {
+        (f"val[{a}]", f"train[{b}]") for a, b in zip(leak, src, strict=True)}
+
+
+def test_ten_percent_flipped_labels_are_found() -> None:
+    Xtr, Xva, ytr, yva = _digits()
+    rng = np.random.default_rng(0)
+    flip = rng.choice(len(ytr), len(ytr) // 10, replace=False)
+    noisy = ytr.copy()
+    noisy[flip] = (ytr[flip] + rng.integers(1, 10, len(flip))) % 10
+    res = run_data(experiment((Xtr, noisy), (Xva, yva)), "label-errors")
+    (f,) = found(res, "label-errors")
+    assert f.severity.value == "warning"
+    assert 0.07 < f.evidence["estimated_noise_rate"] < 0.15
+    flagged = {s["sample"] for s in f.evidence["samples"]}
+    table = check(res, "label-errors").tables[0]
+    all_flagged = {row[1] for row in table.rows}
+    recall = len(all_flagged & {f"train[{i}]" for i in flip}) / len(flip)
+    assert recall > 0.7 and flagged <= all_flagged
+    top = f.evidence["samples"][0]
+    idx = int(top["sample"][6:-1])
+    assert int(top["given"]) == noisy[idx] and int(top["suggested"]) == ytr[idx]
+
+
+def test_corrupt_samples_are_named_and_the_audit_goes_on() -> None:
+    X, y = blobs(n=400)
+    X[[5, 77]] = np.nan
+    X[120, 3] = np.inf
+    res = run_data(experiment((X, y)))
+    (f,) = found(res, "corrupt-samples")
+    assert f.severity.value == "error"
+    assert sorted(s["index"] for s in f.evidence["samples"]) == [5, 77, 120]
+    statuses = {c.name: c.status for s in res.stages for c in s.checks}
+    assert statuses["class-imbalance"] == "passed" and statuses["outliers"] != "crashed"
+
+
+def test_imbalance_and_a_single_class() -> None:
+    X, y = blobs(n=2000, classes=2)
+    keep = (y == 0) | (np.arange(len(y)) % 20 == 0)  # ~20:1
+    (f,) = found(run_data(experiment((X[keep], y[keep])), "class-imbalance"), "class-imbalance")
+    assert f.severity.value == "warning" and f.evidence["ratio"] > 10
+    res = run_data(experiment((X[y == 0], y[y == 0])), "class-imbalance", "label-errors")
+    (f,) = found(res, "class-imbalance")
+    assert f.severity.value == "error" and "single class" in f.message
+    assert check(res, "label-errors").status == "skipped"
+
+
+def test_conflicting_labels() -> None:
+    X, y = blobs(n=1000)
+    Xc = np.concatenate([X, X[:10]])
+    yc = np.concatenate([y, (y[:10] + 1) % 3])
+    (f,) = found(run_data(experiment((Xc, yc)), "conflicting-labels"), "conflicting-labels")
+    assert f.severity.value == "warning" and f.evidence["n_groups"] == 10
+
+
+def test_sentinel_values_are_outliers() -> None:
+    X, y = blobs(n=1000)
+    X[[10, 20, 30], 2] = -999.0
+    (f,) = found(run_data(experiment((X, y)), "outliers"), "outliers")
+    assert f.severity.value == "warning"
+    assert sorted(e["sample"] for e in f.evidence["extreme"]) == ["train[10]", "train[20]",
+                                                                   "train[30]"]
+
+
+def test_unscaled_tables_and_raw_pixels() -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    (f,) = found(run_data(experiment((X.astype(np.float32), y)), "unscaled-features"),
+                 "unscaled-features")
+    assert f.severity.value == "warning" and f.evidence["std_spread"] > 1000
+    imgs = (np.random.default_rng(0).random((300, 1, 12, 12)) * 255).round().astype(np.uint8)
+    (f,) = found(run_data(experiment((imgs, np.arange(300) % 3)), "unscaled-features"),
+                 "unscaled-features")
+    assert f.evidence["raw_pixel_range"][1] > 250 and "raw integer pixel" in f.message
+
+
+def test_constant_features() -> None:
+    X, y = blobs(n=300)
+    X[:, 4] = 1.5
+    (f,) = found(run_data(experiment((X, y)), "constant-features"), "constant-features")
+    assert f.severity.value == "info" and f.evidence["constant"] == ["feature 4"]
+    (f,) = found(run_data(experiment((np.zeros_like(X), y)), "constant-features"),
+                 "constant-features")
+    assert f.severity.value == "error"
+
+
+def test_shift_in_features_and_labels() -> None:
+    X, y = blobs(n=2000)
+    Xv = X[1500:].copy()
+    Xv[:, :2] += 1.0  # one standard deviation
+    res = run_data(experiment((X[:1500], y[:1500]), (Xv, y[1500:])), "distribution-shift")
+    (f,) = found(res, "distribution-shift")
+    assert set(f.evidence["shifted_features"]) == {"feature 0", "feature 1"}
+    order = np.argsort(y, kind="stable")  # sorted by class, then split: val is one class
+    Xs, ys = X[order], y[order]
+    (f,) = found(run_data(experiment((Xs[:1500], ys[:1500]), (Xs[1500:], ys[1500:])),
+                          "distribution-shift"), "distribution-shift")
+    assert f.evidence["label_tvd"] > 0.5
+
+
+def test_shortcut_feature_and_brightness() -> None:
+    X, y = blobs(n=1000, sep=0.5)
+    leak = (y + np.random.default_rng(0).normal(0, 0.05, len(y))).astype(np.float32)
+    Xl = np.concatenate([X, leak[:, None]], axis=1)
+    (f,) = found(run_data(experiment((Xl, y)), "shortcut-feature"), "shortcut-feature")
+    assert f.evidence["feature"] == "feature 8" and f.evidence["score"] > 0.99
+    rng = np.random.default_rng(0)
+    imgs = rng.random((400, 1, 10, 10)).astype(np.float32)
+    lab = np.arange(400) % 2
+    imgs[lab == 1] += 0.3  # class 1 is brighter
+    imgs = (imgs - imgs.mean()) / imgs.std()
+    (f,) = found(run_data(experiment((torch.from_numpy(imgs), lab)), "shortcut-feature"),
+                 "shortcut-feature")
+    assert f.evidence["feature"] == "mean brightness"
