@@ -12,6 +12,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from nnrecipe.core import budget
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import CHECK_CRASHED, Check, checks_for_stage
@@ -102,6 +103,7 @@ def run_stages(ctx: Context, stages: Sequence[str], *, experiment_name: str = "e
     an interrupted run comes back with ``interrupted=True`` and the remaining checks not run.
     """
     load_stage_checks()
+    budget.start(ctx)  # `run --budget`: one deadline for all stages, from the start of the run
     ordered = in_recipe_order(list(stages))
     result = RunResult(experiment=experiment_name, command=command, seed=ctx.seed,
                        device=str(ctx.device),
