@@ -1,4 +1,9 @@
 """The lab's topics. Importing registers them; ``list_topics`` orders them by the seed's
 question numbers."""
 
-from nnrecipe.lab.topics import activations, gradients, normalization  # noqa: F401
+from nnrecipe.lab.topics import (  # noqa: F401
+    activations,
+    gradients,
+    learning_rate,
+    normalization,
+)

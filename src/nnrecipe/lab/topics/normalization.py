@@ -59,7 +59,7 @@ def measure_weight_norm(lab: Lab, epochs: int = 3, lrs: tuple[float, ...] = WN_L
                     with torch.no_grad():
                         v1 = [float(lin.parametrizations.weight.original1.norm())
                               for lin in _linears(model)]
-                    v_growth.append(float(np.mean([b / a for a, b in zip(v0, v1)])))
+                    v_growth.append(float(np.mean([b / a for a, b in zip(v0, v1, strict=False)])))
                 task.advance()
             out["runs"][name] = {"final_loss": finals, "curves": curves, "v_growth": v_growth}
     # the gradient with respect to v is orthogonal to v: the norm is left to g
@@ -78,10 +78,10 @@ def conclude_weight_norm(n: Numbers) -> Conclusion:
     plain, wn = n["runs"]["plain"], n["runs"]["weight norm"]
     lrs = n["lrs"]
     good = 1.0  # "trains": mean loss of the last 20 steps below 1.0 (chance is ln 10 = 2.3)
-    plain_ok = [lr for lr, v in zip(lrs, plain["final_loss"]) if v < good]
-    wn_ok = [lr for lr, v in zip(lrs, wn["final_loss"]) if v < good]
+    plain_ok = [lr for lr, v in zip(lrs, plain["final_loss"], strict=False) if v < good]
+    wn_ok = [lr for lr, v in zip(lrs, wn["final_loss"], strict=False) if v < good]
     obs = [f"lr {lr:g}: final training loss {fmt(a)} (plain) vs {fmt(b)} (weight norm)"
-           for lr, a, b in zip(lrs, plain["final_loss"], wn["final_loss"])]
+           for lr, a, b in zip(lrs, plain["final_loss"], wn["final_loss"], strict=False)]
     obs.append(f"|cos(dL/dv, v)| at most {fmt(n['max_abs_cos_grad_v'])}: the gradient with "
                f"respect to the direction v is orthogonal to v")
     if wn["v_growth"]:
@@ -112,9 +112,9 @@ def draw_weight_norm(n: Numbers) -> list[Plot]:
     for i, (name, run) in enumerate(n["runs"].items()):
         vals = [v if math.isfinite(v) else np.nan for v in run["final_loss"]]
         a.plot(n["lrs"], vals, "o-", color=COLORS[i], label=name)
-        diverged = [lr for lr, v in zip(n["lrs"], run["final_loss"]) if not math.isfinite(v)]
+        diverged = [lr for lr, v in zip(n["lrs"], run["final_loss"], strict=False) if not math.isfinite(v)]
         a.plot(diverged, [3.0] * len(diverged), "x", ms=9, color=COLORS[i])
-        curve = run["curves"][str(WN_HIGH_LR)] if str(WN_HIGH_LR) in run["curves"] else []
+        curve = run["curves"].get(str(WN_HIGH_LR), [])
         b.plot([v if math.isfinite(v) else np.nan for v in curve], color=COLORS[i], label=name,
                lw=1)
     a.set(xscale="log", title="final training loss vs learning rate (x = diverged)",
@@ -209,7 +209,7 @@ def conclude_norms(n: Numbers) -> Conclusion:
     bss = n["batch_sizes"]
     bn, ln = n["runs"]["batch norm"], n["runs"]["layer norm"]
     obs = [f"{kind}: validation accuracy "
-           + ", ".join(f"{a:.1%} (batch {bs})" for bs, a in zip(bss, run["val_accuracy"]))
+           + ", ".join(f"{a:.1%} (batch {bs})" for bs, a in zip(bss, run["val_accuracy"], strict=False))
            for kind, run in n["runs"].items()]
     obs.append("how much one sample's output (train mode) moves when the rest of its batch "
                "changes: batch norm " + ", ".join(fmt(v) for v in bn["batch_dependency"])
