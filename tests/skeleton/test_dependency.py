@@ -22,14 +22,11 @@ def test_verdicts_on_scripted_matrices() -> None:
     assert v.max_lookahead == 1 and len(v.leaks) == 3
 
 
-def test_batch_dependency_quiet_on_healthy_models_and_batch_norm() -> None:
-    for exp in (classification_experiment(), zoo.lstm_experiment(), zoo.cnn_experiment(),
-                zoo.transformer_experiment()):
-        findings, checks, _ = zoo.run_checks(exp, "batch-dependency")
-        assert findings == [], (exp.name, findings)
-        assert checks["batch-dependency"].metrics["max_cross_dependency"] == 0.0
-    assert checks is not None
-    _, checks, _ = zoo.run_checks(zoo.cnn_experiment(), "batch-dependency")
+def test_batch_norm_is_put_in_eval_mode_not_reported() -> None:
+    """Other healthy families are covered by test_healthy."""
+    findings, checks, _ = zoo.run_checks(zoo.cnn_experiment(), "batch-dependency")
+    assert findings == []
+    assert checks["batch-dependency"].metrics["max_cross_dependency"] == 0.0
     assert checks["batch-dependency"].metrics["batchnorm_in_eval"] == ["net.1", "net.4"]
 
 

@@ -44,6 +44,7 @@ def test_fires_on_a_wrong_output_bias() -> None:
     (f,), _ = _findings(exp, "init-loss-mismatch")
     assert f.evidence["measured"] > f.evidence["expected"] + f.evidence["tolerance"]
     assert "init_output_bias" in f.fix
+    assert len(f.evidence["suggested_output_bias"]) == 3
 
 
 def test_fires_on_uncentred_regression_targets() -> None:

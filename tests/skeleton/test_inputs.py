@@ -4,7 +4,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnrecipe.examples.digits import experiment as digits
 from nnrecipe.skeleton.inputs import normalization_verdict
 from tests.skeleton import zoo
 from tests.toys import blobs, classification_experiment, mlp
@@ -20,12 +19,15 @@ def test_verdict() -> None:
 
 
 def test_quiet_on_standardised_and_unit_range_inputs() -> None:
-    X, y = zoo.images(scale=0.25, offset=0.5)  # roughly [0, 1]
-    for exp in (classification_experiment(), digits(), zoo.lstm_experiment(),
-                zoo.cnn_experiment(train=(X[:240], y[:240]), val=(X[240:], y[240:]))):
-        findings, checks, _ = zoo.run_checks(exp, CODE)
-        assert findings == [], (exp.name, findings)
-        assert checks[CODE].figures and checks[CODE].tables
+    """Standardised inputs of every family are covered by test_healthy; pixels in [0, 1]
+    (ToTensor without Normalize) are not worth a warning either."""
+    X, y = zoo.images(scale=0.25, offset=0.5)
+    X = np.clip(X, 0, 1)
+    findings, checks, _ = zoo.run_checks(
+        zoo.cnn_experiment(train=(X[:240], y[:240]), val=(X[240:], y[240:])), CODE)
+    assert findings == []
+    assert checks[CODE].figures and checks[CODE].tables
+    assert checks[CODE].metrics["maximum"] <= 1.0
 
 
 def test_fires_on_raw_pixels_with_a_picture() -> None:

@@ -120,6 +120,10 @@ class InitLossMismatch(Check):
         evidence: dict = {"measured": measured, "expected": expected, "tolerance": verdict.tolerance,
                           "zero_output_loss": zero, "samples": len(X),
                           "output_mean": float(out.mean()), "output_std": float(out.std())}
+        # What `init_output_bias` would put in the last layer's bias (up to a constant shift
+        # for softmax): the constant prediction's output for one sample.
+        evidence["suggested_output_bias"] = [round(float(v), 4)
+                                             for v in const.reshape(len(const), -1)[0][:20]]
         if kind == "nats" and out.ndim >= 2 and not y.is_floating_point():
             evidence["class_prior"] = [round(float(p), 4) for p in class_prior(y, out.shape[1])]
         what = ("ln C for balanced classes, the prior's entropy otherwise" if kind == "nats"

@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
-from nnrecipe.report.plots import COLORS, image_grid, new_figure
+from nnrecipe.report.plots import COLORS, new_figure
 from nnrecipe.skeleton.probe import get_probe, probe_skip_reason
 
 # By reasoning: PyTorch's default init (kaiming_uniform, a=sqrt(5)) draws first-layer weights
@@ -45,6 +45,7 @@ class FeatureStats:
     maximum: float
     mean: float
     std: float
+    values: np.ndarray | None = None  # (samples, features) when there are few features
 
 
 def feature_axis(x: torch.Tensor, first_layer_type: str | None) -> int:
@@ -59,7 +60,8 @@ def feature_stats(x: torch.Tensor, axis: int) -> FeatureStats:
     flat = xf.reshape(-1, 1) if xf.ndim == 1 else xf.movedim(axis, -1).reshape(-1, xf.shape[axis])
     return FeatureStats(axis, flat.mean(0).numpy(), flat.std(0, unbiased=False).numpy(),
                         float(xf.min()), float(xf.max()), float(xf.mean()),
-                        float(xf.std(unbiased=False)))
+                        float(xf.std(unbiased=False)),
+                        flat[:20000].numpy() if flat.shape[1] <= 4 else None)
 
 
 def normalization_verdict(means: np.ndarray, stds: np.ndarray, mean_max: float = MEAN_MAX,
@@ -150,21 +152,45 @@ class InputsNotNormalized(Check):
 
     def _plot(self, ctx: Context, x: torch.Tensor, stats: FeatureStats | None, title: str) -> None:
         xs = x.detach().float()
+        fig, axes = new_figure(width=10, height=3.6, ncols=2 if stats is not None else 1)
         if xs.ndim == 4 and (xs.shape[1] in (1, 3) or xs.shape[-1] in (1, 3)):
-            n = min(16, len(xs))
-            fig = image_grid(xs[:n].numpy(), title=f"{title}: {n} samples, values in "
-                             f"[{float(xs.min()):.3g}, {float(xs.max()):.3g}]", ncols=8)
-            ctx.add_figure("The batch that reaches the model", fig)
-            if stats is not None:
-                fig2, (ax,) = new_figure(width=6, height=3)
-                _stats_axes(ax, stats)
-                ctx.add_figure("Per-channel statistics of the model's input", fig2)
-            return
-        fig, axes = new_figure(width=10, height=3.4, ncols=2 if stats is not None else 1)
-        _heatmap(axes[0], xs, title)
-        if stats is not None:
+            _mosaic(axes[0], xs, title)
+        else:
+            _heatmap(axes[0], xs, title)
+        if stats is not None and stats.values is not None and len(stats.means) <= 4:
+            _histograms(axes[1], stats, "channel" if xs.ndim >= 4 else "feature")
+        elif stats is not None:
             _stats_axes(axes[1], stats)
         ctx.add_figure("The batch that reaches the model", fig)
+
+
+def mosaic(images: np.ndarray, ncols: int = 8, pad: int = 1) -> np.ndarray:
+    """Images (N, H, W[, C]) tiled into one array, each scaled to [0, 1] on its own (the
+    true range is in the title): one imshow instead of a subplot per image."""
+    n, h, w = images.shape[:3]
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    shape = (nrows * (h + pad) - pad, ncols * (w + pad) - pad) + images.shape[3:]
+    out = np.ones(shape)
+    for i, img in enumerate(images):
+        lo, hi = float(np.min(img)), float(np.max(img))
+        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        r, c = divmod(i, ncols)
+        out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = img
+    return out
+
+
+def _mosaic(ax: Axes, x: torch.Tensor, title: str) -> None:
+    n = min(16, len(x))
+    imgs = x[:n].numpy()
+    if imgs.shape[1] in (1, 3) and imgs.shape[-1] not in (1, 3):
+        imgs = imgs.transpose(0, 2, 3, 1)
+    if imgs.shape[-1] == 1:
+        imgs = imgs[..., 0]
+    ax.imshow(mosaic(imgs), cmap="gray" if imgs.ndim == 3 else None, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(f"{title}: {n} samples, values in [{float(x.min()):.3g}, {float(x.max()):.3g}]",
+                 fontsize=9)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -184,6 +210,17 @@ def _heatmap(ax: Axes, x: torch.Tensor, title: str) -> None:
     im = ax.imshow(img, aspect="auto", interpolation="nearest", cmap="viridis")
     ax.figure.colorbar(im, ax=ax)
     ax.set(title=f"{title} ({what})", xlabel=xlabel, ylabel=ylabel)
+
+
+def _histograms(ax: Axes, stats: FeatureStats, what: str) -> None:
+    assert stats.values is not None
+    for c in range(stats.values.shape[1]):
+        ax.hist(stats.values[:, c], bins=50, alpha=0.55, color=COLORS[c % len(COLORS)],
+                label=f"{what} {c}: mean {stats.means[c]:.3g}, std {stats.stds[c]:.3g}")
+    ax.set(title=f"values per {what} (aim: mean ~0, std ~1)", xlabel="value",
+           ylabel="count")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
 
 
 def _stats_axes(ax: Axes, stats: FeatureStats) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nnrecipe.core.context import Context
+from nnrecipe.core.data import stack_split
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
 from nnrecipe.report.plots import line_plot
@@ -70,7 +71,7 @@ class CannotOverfitBatch(Check):
         n_train = len(ctx.dataset("train"))
         k = min(N_SAMPLES, n_train)
         indices = sorted(np.random.default_rng(ctx.seed).choice(n_train, size=k, replace=False).tolist())
-        X, y = ctx.tensors("train")[0][indices], ctx.tensors("train")[1][indices]
+        X, y = stack_split(ctx.dataset("train"), "train", indices)  # only these k samples
         batch = (X, y)
         steps = int(ctx.options.get("overfit_batch_steps", MAX_STEPS))
 
