@@ -3,6 +3,7 @@ question numbers."""
 
 from nnrecipe.lab.topics import (  # noqa: F401
     activations,
+    batching,
     gradients,
     learning_rate,
     normalization,
