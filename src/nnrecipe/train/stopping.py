@@ -149,8 +149,8 @@ def stopping_verdict(metric: Sequence[float], train: Sequence[float], cfg: Stopp
     pq = math.nan
     if cfg.pq_alpha is not None and cfg.mode == "min" and n % cfg.strip == 0 and math.isfinite(gl):
         p = training_progress(train[:n], cfg.strip)
-        if math.isfinite(p) and p > 0:
-            pq = gl / p
+        if math.isfinite(p):  # a perfectly flat strip (P = 0) has made no progress at all
+            pq = gl / p if p > 0 else (math.inf if gl > 0 else 0.0)
             if pq > cfg.pq_alpha:
                 return StopVerdict(True, "PQ", f"PQ={pq:.2f} > {cfg.pq_alpha:g}: GL={gl:.1f} while the "
                                    f"training progress P{cfg.strip}={p:.1f}‰", best_epoch, gl, pq)
