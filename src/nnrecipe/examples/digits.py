@@ -45,13 +45,22 @@ def digits_splits(seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
             for name, Xs, ys in (("train", X_tr, y_tr), ("val", X_va, y_va), ("test", X_te, y_te))}
 
 
+def pooled_4x4(x: torch.Tensor) -> torch.Tensor:
+    """The regularize stage's "smaller input": 2x2-average-pooled to 4x4, then upsampled back
+    to 8x8 so the same model runs on it (a quarter of the input dimensions)."""
+    return nn.functional.interpolate(nn.functional.avg_pool2d(x, 2), scale_factor=2,
+                                     mode="nearest")
+
+
 def experiment() -> Experiment:
     splits = digits_splits(seed=0)
     return Experiment(
-        model=lambda width=16: DigitsCNN(width=width),
+        # width and dropout are knobs the regularize and tune stages turn
+        model=lambda width=16, dropout=0.0: DigitsCNN(width=width, dropout=dropout),
         train=splits["train"], val=splits["val"], test=splits["test"],
         loss=nn.CrossEntropyLoss(),
         optimizer=lambda params: torch.optim.Adam(params, lr=1e-3),
         task="classification", batch_size=64, epochs=15, seed=0,
         name="digits", capacity_arg="width", capacity_default=16,
+        options={"smaller_input": {"name": "4x4 (pooled)", "transform": pooled_4x4}},
     )
