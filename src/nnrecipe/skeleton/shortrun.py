@@ -139,8 +139,27 @@ def short_run(ctx: Context, zero_inputs: bool = False) -> ShortRun:
             handle.remove()
     metrics, per_sample, correct = score(ctx, out, y)
     run = ShortRun(history.steps, list(history.step_losses), out, y, per_sample, metrics, correct)
+    if not zero_inputs:
+        run.extra["input_sensitivity"] = input_sensitivity(ctx, model, split)
     cache[key] = run
     return run
+
+
+@torch.no_grad()
+def input_sensitivity(ctx: Context, model: nn.Module, split: EvalSplit) -> float:
+    """How much the trained model's outputs change when its inputs are zeroed, relative to
+    their size, on one evaluation batch (eval mode): exactly 0 when the input never reaches
+    the output."""
+    loader = ctx.loader(split.split, shuffle=False, indices=split.indices,
+                        batch_size=ctx.experiment.batch_size)
+    x = next(iter(loader))[0].to(ctx.device)
+    was = model.training
+    model.eval()
+    try:
+        real, zero = model(x).double(), model(torch.zeros_like(x)).double()
+    finally:
+        model.train(was)
+    return float((real - zero).abs().max() / real.abs().max().clamp(min=1e-12))
 
 
 def train_loss_tail(losses: list[float], fraction: float = 0.2) -> float:
@@ -148,9 +167,3 @@ def train_loss_tail(losses: list[float], fraction: float = 0.2) -> float:
     k = max(1, int(len(losses) * fraction))
     tail = [v for v in losses[-k:] if math.isfinite(v)]
     return float(np.mean(tail)) if tail else math.nan
-
-
-def train_loss_head(losses: list[float], fraction: float = 0.2) -> float:
-    k = max(1, int(len(losses) * fraction))
-    head = [v for v in losses[:k] if math.isfinite(v)]
-    return float(np.mean(head)) if head else math.nan
