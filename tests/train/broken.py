@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnrecipe import Experiment
-from tests.toys import blobs, classification_experiment, mlp
+from tests.toys import blobs, classification_experiment, mlp, regression_data, regression_experiment
 
 
 def deep_mlp(d_in: int, d_out: int, *, depth: int, hidden: int = 32,
@@ -104,3 +104,50 @@ def easier_validation(**kw: Any) -> Experiment:
     Xc, yc = noisy_blobs(400, 0.0, seed=2)
     return classification_experiment(train=(Xn[:300], yn[:300]), val=(Xc[300:], yc[300:]),
                                      epochs=15, **kw)
+
+
+def exploding_regression(lr: float = 0.012, **kw: Any) -> Experiment:
+    """Inputs 10x too large and plain SGD past its stability limit: every step multiplies
+    the error, so the gradient norm grows geometrically."""
+    X, y = regression_data()
+    X = X * 10
+    return regression_experiment(model=lambda: nn.Linear(8, 1), train=(X[:300], y[:300]),
+                                 val=(X[300:], y[300:]),
+                                 optimizer=lambda p: torch.optim.SGD(p, lr=lr), **kw)
+
+
+def fluctuating(**kw: Any) -> Experiment:
+    """SGD with momentum at 0.1 on the regression toy: the validation loss bounces."""
+    return regression_experiment(optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+                                 epochs=10, options={"early_stopping": False}, **kw)
+
+
+def huge_updates(**kw: Any) -> Experiment:
+    """Adam at 0.05 on noisy blobs: every step rewrites ~20% of each weight matrix."""
+    X, y = noisy_blobs(400, 0.2, seed=3)
+    return classification_experiment(train=(X[:300], y[:300]), val=(X[300:], y[300:]),
+                                     optimizer=lambda p: torch.optim.Adam(p, lr=0.05), epochs=12,
+                                     **kw)
+
+
+def tiny_updates(**kw: Any) -> Experiment:
+    """SGD at 1e-6: weights move by ~1e-9 of their size per step."""
+    return classification_experiment(optimizer=lambda p: torch.optim.SGD(p, lr=1e-6), **kw)
+
+
+def bottleneck(**kw: Any) -> tuple[Experiment, dict[str, Any]]:
+    """Ten classes squeezed through one linear unit: a linear model on the inputs does far
+    better. Returns the experiment and the baselines the skeleton stage would hand over."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    X, y = blobs(n=600, classes=10, sep=2.0)
+    lin = LogisticRegression(max_iter=300).fit(X[:400], y[:400])
+    baselines = {"majority": {"loss": float(np.log(10))},
+                 "linear": {"loss": float(log_loss(y[400:], lin.predict_proba(X[400:]),
+                                                   labels=list(range(10))))}}
+    exp = classification_experiment(
+        model=lambda: nn.Sequential(nn.Linear(10, 1), nn.Linear(1, 10)),
+        train=(X[:400], y[:400]), val=(X[400:], y[400:]),
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), epochs=20, **kw)
+    return exp, baselines

@@ -7,7 +7,7 @@ import pytest
 
 from nnrecipe.core.findings import Severity
 from nnrecipe.train import detectors as d
-from nnrecipe.train.signals import detrended_jitter, moving_median, trend_tstat
+from nnrecipe.train.signals import moving_median, trend_tstat, zigzag
 
 
 def falling(n: int = 200, start: float = 2.3, end: float = 0.05, noise: float = 0.0,
@@ -25,7 +25,8 @@ def test_moving_median_matches_the_obvious_loop() -> None:
     assert np.allclose(moving_median(x, 5), ref)
     assert trend_tstat(list(range(10))) == math.inf
     assert trend_tstat([1.0, 1.0, 1.0, 1.0]) == 0.0
-    assert detrended_jitter([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(0.0, abs=1e-9)
+    assert zigzag([5.0, 3.0, 2.0, 1.5, 1.4]) == 0.0  # monotone, however curved
+    assert zigzag([1.0, 1.2, 1.0, 1.2]) == pytest.approx(0.2 / 1.1)
 
 
 @pytest.mark.parametrize("losses, fires", [

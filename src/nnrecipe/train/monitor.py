@@ -371,7 +371,9 @@ class Monitor(Callback):
 
     def _act_hook(self, name: str, kind: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if not module.training or not isinstance(output, torch.Tensor):
+            # training forwards only: eval passes and no-grad probes are not what trains
+            if not module.training or not torch.is_grad_enabled() \
+                    or not isinstance(output, torch.Tensor):
                 return
             call = self._act_calls.get(name, 0)
             self._act_calls[name] = call + 1
@@ -423,7 +425,7 @@ class Monitor(Callback):
     # ------------------------------------------------------------- non-finite
     def _remember_input(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
                         ) -> None:
-        if module.training:
+        if module.training and torch.is_grad_enabled():
             self._last_input = (args, kwargs)
 
     def _on_nonfinite_grads(self, step: int, bad_layers: list[int]) -> None:

@@ -49,15 +49,17 @@ def trend_tstat(values: Sequence[float]) -> float:
     return slope / se
 
 
-def detrended_jitter(values: Sequence[float]) -> float:
-    """Std of the residuals around a straight line, relative to the mean level."""
+def zigzag(values: Sequence[float]) -> float:
+    """Mean zig-zag amplitude relative to the mean level: for each pair of consecutive moves
+    in opposite directions, the smaller of the two; averaged over all pairs. A monotone
+    curve (falling, or rising as in overfitting) scores 0, however curved."""
     y = np.asarray(values, dtype=float)
-    if len(y) < 4 or not np.all(np.isfinite(y)) or y.mean() <= 0:
+    if len(y) < 3 or not np.all(np.isfinite(y)) or y.mean() <= 0:
         return 0.0
-    x = np.arange(len(y), dtype=float)
-    coef = np.polyfit(x, y, 1)
-    resid = y - np.polyval(coef, x)
-    return float(resid.std(ddof=2) / y.mean())
+    d = np.diff(y)
+    flips = np.sign(d[:-1]) * np.sign(d[1:]) < 0
+    amp = np.minimum(np.abs(d[:-1]), np.abs(d[1:]))
+    return float(np.sum(amp[flips]) / len(amp) / y.mean())
 
 
 def quantiles(values: Sequence[float], qs: Sequence[float] = (0.1, 0.5, 0.9, 0.99)

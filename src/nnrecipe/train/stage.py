@@ -10,7 +10,8 @@ and raises the learning-curve findings. :class:`GradientHealth` and
 Options read (``Experiment.options`` or ``nnrecipe.run(options=...)``): ``train_epochs``,
 ``grad_clip``, ``schedule``, ``early_stopping`` (dict of
 :class:`~nnrecipe.train.stopping.StoppingConfig` fields, or False), ``monitor`` (dict of
-:class:`~nnrecipe.train.monitor.MonitorConfig` fields), ``budget_s``.
+:class:`~nnrecipe.train.monitor.MonitorConfig` fields), ``budget_s``, ``train_figures``
+(default True; False skips drawing, e.g. for many runs in a row).
 
 ``ctx.state["train"]`` afterwards::
 
@@ -196,7 +197,8 @@ class TrainingRun(Check):
         diagnosis = det.diagnose(rec, extras)
         state = self._store(ctx, model, history, rec, diagnosis, stopper, metrics)
         self._record(ctx, history, rec, stopper, state, schedule_name, extras)
-        self._draw(ctx, rec, diagnosis, history, stopper)
+        if ctx.options.get("train_figures", True):
+            self._draw(ctx, rec, diagnosis, history, stopper)
         return [f for f in diagnosis.findings if f.code in CURVE_CODES]
 
     def _store(self, ctx: Context, model: nn.Module, history: FitHistory, rec: Recording,
@@ -297,6 +299,8 @@ class GradientHealth(_FromTrainingRun):
                                                       "||grad|| / ||w||", "update ratio (2nd half)",
                                                       "||w|| at the end"], rows)
         ctx.record("grad_norm_quantiles", ctx.state["train"]["grad_norm_quantiles"])
+        if not ctx.options.get("train_figures", True):
+            return self.findings_from_run(ctx)
         ctx.add_figure("Gradient norms per layer", plots.gradient_heatmap(rec))
         if rec.update.steps:
             ctx.add_figure("Update-to-weight ratios", plots.update_ratios(rec))
@@ -326,7 +330,8 @@ class ActivationHealth(_FromTrainingRun):
                 for j, (name, kind) in enumerate(rec.activations)]
         ctx.add_table("Activations at the end of training", ["module", "kind", "dead fraction",
                                                              "saturated fraction"], rows)
-        ctx.add_figure("Dead and saturated units", plots.activation_fractions(rec))
+        if ctx.options.get("train_figures", True):
+            ctx.add_figure("Dead and saturated units", plots.activation_fractions(rec))
         return self.findings_from_run(ctx)
 
 

@@ -144,7 +144,7 @@ def stopping_verdict(metric: Sequence[float], train: Sequence[float], cfg: Stopp
         return StopVerdict(False, best_epoch=best_epoch)
     gl = generalization_loss(metric) if cfg.mode == "min" else math.nan
     if cfg.gl_alpha is not None and math.isfinite(gl) and gl > cfg.gl_alpha:
-        return StopVerdict(True, "GL", f"GL={gl:.1f} > {cfg.gl_alpha:g}: {cfg.monitor} is {gl:.1f}% "
+        return StopVerdict(True, "GL", f"GL={gl:.3g} > {cfg.gl_alpha:g}: {cfg.monitor} is {gl:.3g}% "
                            f"above its best (epoch {best_epoch})", best_epoch, gl)
     pq = math.nan
     if cfg.pq_alpha is not None and cfg.mode == "min" and n % cfg.strip == 0 and math.isfinite(gl):
@@ -152,7 +152,7 @@ def stopping_verdict(metric: Sequence[float], train: Sequence[float], cfg: Stopp
         if math.isfinite(p):  # a perfectly flat strip (P = 0) has made no progress at all
             pq = gl / p if p > 0 else (math.inf if gl > 0 else 0.0)
             if pq > cfg.pq_alpha:
-                return StopVerdict(True, "PQ", f"PQ={pq:.2f} > {cfg.pq_alpha:g}: GL={gl:.1f} while the "
+                return StopVerdict(True, "PQ", f"PQ={pq:.3g} > {cfg.pq_alpha:g}: GL={gl:.3g} while the "
                                    f"training progress P{cfg.strip}={p:.1f}‰", best_epoch, gl, pq)
     if cfg.patience:
         wait, since = _patience(metric, cfg)
