@@ -165,6 +165,50 @@ def train(data: Data, model: Callable[..., nn.Module], *,
     return net, history
 
 
+@dataclass
+class Watched:
+    """A run of nnrecipe's trainer with the train-stage monitor on, and its diagnosis."""
+
+    model: nn.Module
+    history: FitHistory
+    recording: Any  # nnrecipe.train.Recording
+    diagnosis: Any  # nnrecipe.train.Diagnosis
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.diagnosis.findings]
+
+    def findings(self) -> list[dict[str, str]]:
+        """The findings as plain rows (code, severity, message) for a topic's numbers."""
+        return [{"code": f.code, "severity": f.severity.value, "message": f.message}
+                for f in self.diagnosis.findings]
+
+
+def train_watched(data: Data, model: Callable[..., nn.Module], *,
+                  optimizer: Callable[[Any], torch.optim.Optimizer], epochs: int,
+                  batch_size: int = 32, seed: int = 0, scheduler: SchedulerFactory | None = None,
+                  grad_clip: float | None = None, callbacks: Sequence[Callback] = (),
+                  monitor: dict[str, Any] | None = None) -> Watched:
+    """Train as ``nnrecipe train`` does — the shared trainer with the train stage's
+    :class:`~nnrecipe.train.Monitor` and end-of-epoch probe — and run its detectors."""
+    from nnrecipe.train import Extras, Monitor, MonitorConfig, diagnose
+    from nnrecipe.train.stage import EndOfEpochProbe, has_dropout
+
+    ctx = context_for((data.X, data.y), model, optimizer=optimizer, val=(data.Xv, data.yv),
+                      batch_size=batch_size, epochs=epochs, seed=seed)
+    net = ctx.fresh_model(seed=seed)
+    mon = Monitor(MonitorConfig(**(monitor or {})))
+    probe = EndOfEpochProbe(ctx, mon)
+    history = fit(ctx, net, epochs=epochs, scheduler=scheduler, grad_clip=grad_clip,
+                  callbacks=[mon, probe, *callbacks], restore_best=False, description="lab")
+    rec = mon.recording
+    last = rec.epochs[-1] if rec.epochs else {}
+    extras = Extras(train_mode_end=last.get("train_mode_loss"),
+                    train_eval_end=last.get("train_eval_loss"), has_dropout=has_dropout(net),
+                    where="this lab run")
+    return Watched(net, history, rec, diagnose(rec, extras))
+
+
 def finite(values: Sequence[float], cap: float = 1e6) -> list[float]:
     """Values with NaN/inf replaced by ``cap`` (for plotting and comparisons)."""
     return [v if math.isfinite(v) else cap for v in values]

@@ -4,6 +4,7 @@ question numbers."""
 from nnrecipe.lab.topics import (  # noqa: F401
     activations,
     batching,
+    curves,
     gradients,
     learning_rate,
     normalization,
