@@ -174,9 +174,9 @@ class UnscaledFeatures(DataCheck):
         ctx.record("std_spread", v.spread)
         ctx.record("uncentred", len(v.uncentred))
         ctx.record("large", len(v.large))
-        self._figure(ctx, names, mean, std, X)
         if not v.fires:
             return []
+        self._figure(ctx, names, mean, std, X)
         flagged = sorted(set(v.large) | set(v.uncentred))
         rows = [[names[j], float(mean[j]), float(std[j]), float(X[:, j].min()) if view.kind != IMAGE
                  else "", float(X[:, j].max()) if view.kind != IMAGE else "",

@@ -167,6 +167,10 @@ class LabelErrors(DataCheck):
         flagged = flagged[np.argsort(quality[flagged], kind="stable")]
         suggested = P.argmax(1)
         conf = float(P[flagged, suggested[flagged]].mean()) if len(flagged) else 0.0
+        # shared with later stages and the benchmark: (split name, row) of each flagged sample
+        view.cache["label-issues"] = [(parts[sid[i]].name, int(spos[i]),
+                                       int(train_classes[suggested[i]]))
+                                      for i in flagged]
         ctx.record("flagged", len(flagged))
         ctx.record("flagged_fraction", len(flagged) / len(ya))
         ctx.record("estimated_noise_rate", noise)

@@ -1,10 +1,11 @@
 """Nearest neighbours for duplicates, leakage, outliers and the label-error baseline.
 
-Small sets (up to ``EXACT_MAX`` reference samples) get an exact brute-force search in numpy.
-Larger ones use faiss's inverted-file index when faiss-cpu is installed (``pip install
-nnrecipe[bench]``): identical and near-identical vectors fall in the same cell, so duplicates
-and leaks are found as reliably as by exact search, while the k-NN distances used for
-outlier scores are approximate. Without faiss, scikit-learn's exact search is used.
+With faiss-cpu installed (``pip install nnrecipe[bench]``), small sets (up to ``EXACT_MAX``
+reference samples) get faiss's exact search and larger ones its inverted-file index:
+identical and near-identical vectors fall in the same cell, so duplicates and leaks are found
+as reliably as by exact search, while the k-NN distances used for outlier scores are
+approximate. Without faiss: an exact brute-force search in numpy for small sets, and
+scikit-learn's exact search beyond.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ from typing import Any
 
 import numpy as np
 
-# Brute force costs N^2 * D; at 20k x 128 that is ~5e10 multiply-adds, about a second.
+# Exact search costs N^2 * D; at 20k x 128 that is ~5e10 multiply-adds, a few seconds.
 EXACT_MAX = 20_000
-# faiss IVF: ~4 sqrt(N) cells, each query scans NPROBE of them; 16 of ~4,000 cells at 1M
-# samples reaches about 0.9 recall@10 on the benchmark's blobs while scanning 0.4% of the data.
-NPROBE = 16
-TRAIN_MAX = 100_000  # samples used to train the IVF quantizer
+# faiss IVF, by reasoning about cost: training the quantizer costs ~ cells x samples x D x 10
+# iterations with TRAIN_PER_CELL samples per cell, the search ~ N x (vectors scanned per query)
+# x D. With N^(2/3)/5 cells (270 at 50k, 2,000 at 1M) and enough cells probed to scan about
+# SCAN vectors per query, both stay ~1e11 multiply-adds at 1M x 32: tens of seconds on one
+# core. Copies and near copies share a cell with their original, so duplicates and leaks are
+# found as by exact search (recall 1.0 in benchmarks/data_audit.py); the 10-NN lists used for
+# outlier scores and the label vote are approximate.
+TRAIN_PER_CELL, SCAN, MAX_PROBE = 40, 2500, 32
 
 
 @dataclass
@@ -40,19 +45,24 @@ def _faiss() -> Any | None:
 def build_index(X: np.ndarray, seed: int = 0) -> Index:
     X = np.ascontiguousarray(X, dtype=np.float32)
     n, d = X.shape
+    faiss = _faiss() if d > 0 else None
+    if n <= EXACT_MAX and faiss is not None:
+        flat = faiss.IndexFlatL2(d)
+        flat.add(X)
+        return Index("faiss", X, flat)
     if n <= EXACT_MAX or d == 0:
         return Index("exact", X)
-    faiss = _faiss()
     if faiss is not None:
-        nlist = int(min(max(16, 4 * np.sqrt(n)), n // 39))
+        nlist = int(min(max(16, n ** (2 / 3) / 5), n // TRAIN_PER_CELL))
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist)
         rng = np.random.default_rng(seed)
-        sample = X if n <= TRAIN_MAX else X[np.sort(rng.choice(n, TRAIN_MAX, replace=False))]
+        m = TRAIN_PER_CELL * nlist
+        sample = X if n <= m else X[np.sort(rng.choice(n, m, replace=False))]
         index.cp.seed = seed
         index.train(sample)
         index.add(X)
-        index.nprobe = NPROBE
+        index.nprobe = int(np.clip(np.ceil(SCAN * nlist / n), 1, min(MAX_PROBE, nlist)))
         return Index("faiss", X, index)
     from sklearn.neighbors import NearestNeighbors
 

@@ -85,7 +85,7 @@ class Outliers(DataCheck):
         ctx.record("max_robust_z", max_z)
         sev = outliers_verdict(max_z, max((float(v.max()) for v in iso.values() if len(v)),
                                           default=0.0))
-        self._figures(ctx, view, iso, z_by_split, M, names)
+        self._figures(ctx, view, iso, z_by_split, M, names, detailed=sev is not None)
         if sev is None:
             return []
         extreme = []
@@ -159,7 +159,9 @@ class Outliers(DataCheck):
 
     def _figures(self, ctx: Context, view: DataView, iso: dict[str, np.ndarray],
                  z_by_split: dict[str, tuple[np.ndarray, np.ndarray]],
-                 M: dict[str, np.ndarray] | None, names: list[str]) -> None:
+                 M: dict[str, np.ndarray] | None, names: list[str], detailed: bool) -> None:
+        """The table and (images) grid of the most isolated samples always; the score
+        distribution and the extreme features' histograms when there is a finding."""
         worst = self._worst(view, iso, z_by_split, names)
         if not worst:
             return
@@ -173,6 +175,8 @@ class Outliers(DataCheck):
             fig = figures.mixed_grid(view, items, title="the most isolated samples")
             if fig is not None:
                 ctx.add_figure("The worst outliers", fig)
+        if not detailed:
+            return
         from nnrecipe.report.plots import new_figure
 
         fig, (ax,) = new_figure(width=5.5, height=2.8)
