@@ -17,7 +17,6 @@ HEALTHY = {
     "cnn-batchnorm-dropout": zoo.cnn_experiment,
     "lstm": zoo.lstm_experiment,
     "causal-transformer": zoo.transformer_experiment,
-    "custom-step": lambda: classification_experiment(train_step=zoo.step_with_eval_logging),
 }
 
 

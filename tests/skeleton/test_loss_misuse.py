@@ -79,3 +79,18 @@ def test_target_shape_sees_inside_the_users_step() -> None:
     exp = regression_experiment(train_step=zoo.step_squeezes_targets)
     (f,), _, _ = zoo.run_checks(exp, "target-shape-mismatch")
     assert f.evidence["target_shape"] == [32] and f.evidence["custom_train_step"] is True
+
+
+def test_loss_recorder_observes_a_copy_and_keyword_calls() -> None:
+    from nnrecipe.skeleton._util import LossRecorder
+
+    user_loss = nn.MSELoss()
+    rec = LossRecorder(user_loss)
+    out, y = torch.zeros(4, 1), torch.ones(4, 1)
+    rec.fn(out, y)
+    rec.fn(input=out, target=y)
+    assert len(rec.calls) == 2 and rec.calls[1][1] is y
+    assert not user_loss._forward_hooks and isinstance(rec.fn, nn.MSELoss)
+    rec = LossRecorder(torch.nn.functional.mse_loss)
+    rec.fn(out, target=y)
+    assert rec.calls[0][1] is y

@@ -69,7 +69,8 @@ class LossRecorder:
         self.original = loss_fn
         if isinstance(loss_fn, nn.Module):
             self.fn: Callable[..., torch.Tensor] = copy.deepcopy(loss_fn)
-            self.fn.register_forward_hook(self._module_hook)  # type: ignore[union-attr]
+            self.fn.register_forward_hook(self._module_hook,  # type: ignore[union-attr]
+                                          with_kwargs=True)
         else:
             def wrapped(*args: Any, **kwargs: Any) -> torch.Tensor:
                 self._record(args, kwargs)
@@ -77,11 +78,12 @@ class LossRecorder:
 
             self.fn = wrapped
 
-    def _module_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self._record(args, {})
+    def _module_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self._record(args, kwargs)
 
     def _record(self, args: tuple, kwargs: dict) -> None:
-        values = list(args) + list(kwargs.values())
+        named = [kwargs[k] for k in ("input", "target") if k in kwargs]
+        values = list(args) + named + [v for k, v in kwargs.items() if k not in ("input", "target")]
         if len(values) >= 2 and isinstance(values[0], torch.Tensor):
             self.calls.append((values[0], values[1]))
 
