@@ -60,6 +60,11 @@ def test_label_errors(flagged: int, noise: float, conf: float, expected: Severit
     assert label_errors_verdict(flagged, noise, conf).severity == expected
 
 
+def test_label_errors_need_a_baseline_that_learnt_something() -> None:
+    assert label_errors_verdict(95, 0.67, 0.7, kappa=0.02).severity == N  # random labels
+    assert label_errors_verdict(95, 0.10, 0.85, kappa=0.8).severity == W
+
+
 def test_outliers() -> None:
     assert outliers_verdict(25.5, 5.4) == N   # breast cancer
     assert outliers_verdict(4.5, 2.2) is None  # wine

@@ -246,7 +246,8 @@ class UnscaledFeatures(DataCheck):
 # scores 0.99-1.0. For regression, the cross-fitted R^2 of the same bins.
 SHORTCUT_WARN = 0.99
 BINS = 16
-REFINE = 10  # features re-scored with a tree
+REFINE = 10  # features re-scored with a tree ...
+TREE_ROWS = 50_000  # ... on at most this many samples
 MIN_SHORTCUT_SAMPLES = 50
 FIT_MAX = 200_000
 
@@ -266,6 +267,9 @@ def single_feature_scores(M: np.ndarray, y: np.ndarray, task: str, seed: int) ->
 def tree_score(x: np.ndarray, y: np.ndarray, task: str, seed: int) -> float:
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+    if len(x) > TREE_ROWS:
+        keep = np.random.default_rng(seed).choice(len(x), TREE_ROWS, replace=False)
+        x, y = x[keep], y[keep]
     n = len(x)
     half = np.random.default_rng(seed).permutation(n) % 2 == 0
     pred = np.zeros(n) if task == "regression" else np.zeros(n, dtype=y.dtype)

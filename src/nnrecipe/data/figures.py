@@ -133,10 +133,11 @@ def feature_histograms(view: DataView, features: Sequence[int], *, title: str = 
     ncols = min(4, n)
     nrows = int(np.ceil(n / ncols))
     # a fixed layout: constrained layout costs ~1 s per 8 panels on a busy machine
-    fig = Figure(figsize=(2.6 * ncols + 0.4, 2.0 * nrows + 0.5))
+    height = 2.0 * nrows + 0.6
+    fig = Figure(figsize=(2.6 * ncols + 0.4, height))
     axes = list(fig.subplots(nrows, ncols, squeeze=False).flat)
-    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.86 if title else 0.93,
-                        wspace=0.3, hspace=0.55)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.3 / height,
+                        top=1 - (0.65 if title else 0.35) / height, wspace=0.3, hspace=0.55)
     for ax, j in zip(axes, features, strict=False):
         data = {}
         for name, s in view.splits.items():
@@ -147,8 +148,8 @@ def feature_histograms(view: DataView, features: Sequence[int], *, title: str = 
         allv = np.concatenate(list(data.values())) if data else np.zeros(0)
         lo, hi = (np.percentile(allv, [0, 100]) if len(allv) else (0.0, 1.0))
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
-        for name, v in data.items():
-            ax.hist(v, bins=bins, density=True, alpha=0.5, label=name,
+        for name, v in data.items():  # log counts: a handful of extreme values stays visible
+            ax.hist(v, bins=bins, density=True, alpha=0.5, label=name, log=True,
                     color=SPLIT_COLORS.get(name, COLORS[5]))
         label = names[j] if names is not None else view.feature_names[j]
         ax.set_title(label[:40], fontsize=8)
