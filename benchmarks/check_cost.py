@@ -15,6 +15,7 @@ Run: .venv/bin/python benchmarks/check_cost.py [--repeats N] [--skip-cli]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,8 @@ def main() -> None:
     if not args.skip_cli:
         print(f"\n`nnrecipe check` on the demo, CLI wall clock, default torch threads: "
               f"{cli_demo_wall():.1f} s")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\n{os.cpu_count()} CPUs; load average at the end (1, 5, 15 min): {load}")
 
 
 if __name__ == "__main__":
