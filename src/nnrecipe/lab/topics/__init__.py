@@ -8,4 +8,6 @@ from nnrecipe.lab.topics import (  # noqa: F401
     gradients,
     learning_rate,
     normalization,
+    optimizers,
+    regularization,
 )
