@@ -188,14 +188,17 @@ def train_watched(data: Data, model: Callable[..., nn.Module], *,
                   optimizer: Callable[[Any], torch.optim.Optimizer], epochs: int,
                   batch_size: int = 32, seed: int = 0, scheduler: SchedulerFactory | None = None,
                   grad_clip: float | None = None, callbacks: Sequence[Callback] = (),
-                  monitor: dict[str, Any] | None = None) -> Watched:
+                  monitor: dict[str, Any] | None = None,
+                  baselines: dict[str, Any] | None = None, loss: nn.Module | None = None,
+                  task: str = "classification") -> Watched:
     """Train as ``nnrecipe train`` does — the shared trainer with the train stage's
-    :class:`~nnrecipe.train.Monitor` and end-of-epoch probe — and run its detectors."""
+    :class:`~nnrecipe.train.Monitor` and end-of-epoch probe — and run its detectors.
+    ``baselines`` has the skeleton stage's shape (``{"linear": {"loss": ..}, ...}``)."""
     from nnrecipe.train import Extras, Monitor, MonitorConfig, diagnose
     from nnrecipe.train.stage import EndOfEpochProbe, has_dropout
 
     ctx = context_for((data.X, data.y), model, optimizer=optimizer, val=(data.Xv, data.yv),
-                      batch_size=batch_size, epochs=epochs, seed=seed)
+                      batch_size=batch_size, epochs=epochs, seed=seed, loss=loss, task=task)
     net = ctx.fresh_model(seed=seed)
     mon = Monitor(MonitorConfig(**(monitor or {})))
     probe = EndOfEpochProbe(ctx, mon)
@@ -205,8 +208,20 @@ def train_watched(data: Data, model: Callable[..., nn.Module], *,
     last = rec.epochs[-1] if rec.epochs else {}
     extras = Extras(train_mode_end=last.get("train_mode_loss"),
                     train_eval_end=last.get("train_eval_loss"), has_dropout=has_dropout(net),
-                    where="this lab run")
+                    baselines=baselines, where="this lab run")
     return Watched(net, history, rec, diagnose(rec, extras))
+
+
+def linear_baseline(data: Data) -> dict[str, dict[str, float]]:
+    """The skeleton stage's linear baseline, computed directly: logistic regression's
+    validation loss and accuracy, in ``ctx.state["baselines"]`` shape."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=300).fit(data.X.numpy(), data.y.numpy())
+    proba = torch.tensor(clf.predict_proba(data.Xv.numpy()), dtype=torch.float32)
+    logp = proba.clamp_min(1e-8).log()
+    return {"linear": {"loss": float(nn.functional.nll_loss(logp, data.yv)),
+                       "accuracy": float((proba.argmax(1) == data.yv).float().mean())}}
 
 
 def finite(values: Sequence[float], cap: float = 1e6) -> list[float]:

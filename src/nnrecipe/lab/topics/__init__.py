@@ -5,9 +5,11 @@ from nnrecipe.lab.topics import (  # noqa: F401
     activations,
     batching,
     curves,
+    diagnostics,
     gradients,
     learning_rate,
     normalization,
     optimizers,
     regularization,
+    symmetry,
 )
