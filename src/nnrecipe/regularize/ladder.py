@@ -73,6 +73,9 @@ DROPOUTS = (0.25, 0.5)
 BATCH_DIVISOR = 4  # "decrease the batch size": a quarter of it (4x the steps per epoch)
 MAX_EPOCH_MULTIPLIER = 8  # data fractions train for equal steps, at most 8x the epochs
 LOSS = Metric("loss", False)
+# A rung whose final training loss is below 80% of the reference's fits the training set
+# better (e.g. a smaller batch takes more steps): its gain is not all regularisation.
+FITS_BETTER = 0.8
 HELPED_LOSS = "helped (val loss)"  # the metric moved within noise, the loss beyond it
 
 
@@ -262,6 +265,10 @@ class RegularizationLadder(Check):
                 row.verdict = HELPED_LOSS
         if row.run.cut_short:
             row.note = "cut short by the budget"
+        elif (_helped(row) and row.rung != "early stopping"
+              and row.run.train_loss < FITS_BETTER * self.ref.train_loss):
+            row.note = ("training loss fell too: part of the gain is better fitting, "
+                        "not regularisation")
         return row
 
     def _rung(self, name: str, setting: str, settings: Settings | str, cost: float) -> Row:
@@ -547,6 +554,11 @@ class RegularizationLadder(Check):
             parts.append("no rung helped beyond the noise"
                          + (" (the model does not overfit much: the train/val loss gap is "
                             f"{gap:.3g})" if math.isfinite(gap) else ""))
+        h = ref.history
+        if h.best_epoch is not None and h.best_epoch == len(h.epochs):
+            parts.insert(1, "the reference's validation loss was still falling at its last "
+                            "epoch, so it underfits rather than overfits: train longer (or a "
+                            "bigger model) before regularising")
         neutral = [r for r in ran if r.verdict == "within noise"]
         if neutral:
             parts.append("within noise: " + ", ".join(f"{r.rung} {r.setting} ({r.gain:+.2g})"

@@ -20,6 +20,9 @@ import numpy as np
 # The exponent is bounded: b > 2 would mean error falling faster than 1/n^2, which no
 # learning curve in the scaling literature shows (b is typically 0.07-0.5); b < 0.01 is flat.
 B_BOUNDS = (0.01, 2.0)
+# With only two points (one fraction) nothing can be fitted: the next doubling is assumed to
+# give 2^-0.5 of the last one's gain, the exponent b = 0.5 of a typical learning curve.
+NEXT_DOUBLING = 2 ** -0.5
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ class DataVerdict:
         return None if self.error_2x is None else self.error_now - self.error_2x
 
     def sentence(self, what: str = "validation error") -> str:
+        if self.law is None and self.error_2x is not None:
+            return (f"more data: the last doubling of the data lowered the {what} by "
+                    f"{self.last_doubling_gain:.3g}; assuming the next gives ~{NEXT_DOUBLING:.0%}"
+                    f" of that ({self.gain_2x:.3g}, too few points to fit a curve), more data "
+                    + ("would help" if self.helps else f"is within the noise ({self.noise:.2g})"))
         if self.law is None:
             return (f"more data: the {what} did not fall with more training data "
                     f"({self.last_doubling_gain:+.3g} over the last doubling), so more of the "
@@ -99,6 +107,10 @@ def more_data_verdict(ns: Sequence[float], errs: Sequence[float], noise: float) 
     e = np.asarray(errs, dtype=float)[order]
     law = fit_power_law(n, e)
     last = float(e[-2] - e[-1]) if len(e) >= 2 else math.nan
+    if law is None and len(e) == 2 and last > 0:
+        gain = NEXT_DOUBLING * last
+        return DataVerdict(gain > noise, int(n[-1]), float(e[-1]), float(e[-1]) - gain, last,
+                           None, noise, None)
     if law is None:
         return DataVerdict(False, int(n[-1]), float(e[-1]), None, last, None, noise, None)
     # The prediction is anchored at the measured error (the fit passes near it anyway).
