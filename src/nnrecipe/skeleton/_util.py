@@ -52,10 +52,6 @@ def batchnorm_to_eval(model: nn.Module) -> list[str]:
     return names
 
 
-def param_names(model: nn.Module) -> dict[int, str]:
-    return {id(p): n for n, p in model.named_parameters()}
-
-
 class LossRecorder:
     """The user's loss, observed: records the (output, target) of every call.
 
@@ -132,10 +128,6 @@ def paired_improvement(better: np.ndarray, worse: np.ndarray) -> tuple[float, fl
     if len(d) < 2:
         return (float(d.mean()) if len(d) else math.nan), math.inf
     return float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))
-
-
-def task_of(ctx: Context) -> str:
-    return ctx.task_type
 
 
 def float_tensors(value: Any) -> list[torch.Tensor]:
