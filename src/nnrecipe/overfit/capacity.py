@@ -1,0 +1,258 @@
+"""Capacity: "verify decreasing training loss" and "get a model large enough to overfit".
+
+With ``Experiment.capacity_arg`` (e.g. ``width``) the model factory is called at a few sizes
+around ``capacity_default``; each is trained briefly on the same subset of the training set
+and the training loss (eval mode, on that subset) is compared: it should fall as capacity
+grows, and the largest should memorise the subset. Without it, the given model is trained on
+the subset alone. A model that cannot drive its training loss near zero on a few hundred
+samples is underfitting, and regularising it would make things worse.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from nnrecipe.core.context import Context
+from nnrecipe.core.findings import Finding
+from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
+from nnrecipe.core.registry import Check
+from nnrecipe.errors import ExperimentError
+from nnrecipe.overfit.lr_range import group_ratios, set_lr
+from nnrecipe.overfit.probes import evaluate_indices
+from nnrecipe.report.plots import COLORS, new_figure
+
+SUBSET = 512  # samples to memorise: enough that it takes capacity, few enough to be quick
+MAX_STEPS = 300
+SIZE_FACTORS = (0.25, 0.5, 1.0, 2.0)
+# "Near zero": the training loss on the subset must fall to 10% of its value at init. The
+# healthy examples (digits CNN at width 4..32, the toys' MLPs) reach 0.1-2% within 300 steps
+# (measured); models without the capacity (a linear model on a non-linear task, a 1-unit
+# hidden layer) stay at 30-100%. 10% leaves a wide margin on both sides.
+TARGET_FRACTION = 0.1
+# Training loss "falls with capacity" unless the largest model ends up clearly worse than
+# the smallest (by more than this fraction of the initial loss): brief runs are noisy.
+TREND_TOLERANCE = 0.02
+
+
+def capacity_sizes(default: float | int, factors: Sequence[float] = SIZE_FACTORS
+                   ) -> list[float | int]:
+    """Sizes around ``default``; integers stay integers (>= 1), duplicates removed."""
+    sizes: list[float | int] = []
+    for f in factors:
+        s: float | int = max(1, int(round(default * f))) if isinstance(default, int) \
+            else default * f
+        if s not in sizes:
+            sizes.append(s)
+    return sorted(sizes)
+
+
+@dataclass
+class CapacityVerdict:
+    reached: bool  # some size memorised the subset
+    fractions: dict[Any, float]  # final / initial training loss, per size
+    falls_with_capacity: bool
+    best_size: Any
+
+
+def capacity_verdict(initial: dict[Any, float], final: dict[Any, float],
+                     steps_to_target: dict[Any, int | None] | None = None,
+                     target_fraction: float = TARGET_FRACTION,
+                     tolerance: float = TREND_TOLERANCE) -> CapacityVerdict:
+    """Pure decision from the losses at init and after brief training, per size.
+
+    Training stops at the target, so among sizes that reach it, capacity shows in how fast:
+    the largest must get there no slower than the smallest (which may not get there at all).
+    """
+    steps_to_target = steps_to_target or {}
+    fractions = {}
+    for size in sorted(final, key=_key):
+        i, f = initial.get(size, math.nan), final[size]
+        fractions[size] = f / i if math.isfinite(f) and math.isfinite(i) and i > 0 else math.inf
+    sizes = sorted(fractions, key=_key)
+    if not sizes:
+        return CapacityVerdict(False, {}, False, None)
+    best = min(sizes, key=fractions.__getitem__)
+    smallest, largest = sizes[0], sizes[-1]
+    reached = fractions[best] <= target_fraction
+    s_small, s_large = steps_to_target.get(smallest), steps_to_target.get(largest)
+    if s_large is not None:
+        falls = s_small is None or s_large <= s_small * (1 + 10 * tolerance)
+    else:
+        falls = fractions[largest] <= fractions[smallest] + tolerance
+    return CapacityVerdict(reached, fractions, falls, best)
+
+
+class _SubsetLoss(Callback):
+    """Scores the subset in eval mode after each epoch; stops once it is memorised."""
+
+    def __init__(self, ctx: Context, indices: list[int], target: float) -> None:
+        self.ctx, self.indices, self.target = ctx, indices, target
+        self.curve: list[tuple[int, float]] = []
+
+    REASON = "memorised the subset"
+
+    def on_epoch_end(self, record: EpochRecord, history: FitHistory, model: nn.Module
+                     ) -> str | None:
+        if not math.isfinite(record.train_loss):
+            return None
+        loss = evaluate_indices(self.ctx, model, "train", self.indices)["loss"]
+        self.curve.append((history.steps, loss))
+        return self.REASON if loss <= self.target else None
+
+
+@dataclass
+class SizeRuns:
+    """Brief training of each size on the subset, at one learning rate."""
+
+    lr: float | None  # None: the experiment's optimizer as it is
+    initial: dict[Any, float] = field(default_factory=dict)
+    final: dict[Any, float] = field(default_factory=dict)
+    steps_to_target: dict[Any, int | None] = field(default_factory=dict)
+    curves: dict[Any, list[tuple[int, float]]] = field(default_factory=dict)
+    params: dict[Any, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def verdict(self) -> CapacityVerdict:
+        return capacity_verdict(self.initial, self.final, self.steps_to_target)
+
+
+class Capacity(Check):
+    name = "capacity"
+    stage = "overfit"
+    title = f"A model large enough to overfit: training loss on {SUBSET} samples falls to ~zero"
+    order = 20
+    emits = ("underfitting",)
+
+    def run(self, ctx: Context) -> list[Finding]:
+        exp = ctx.experiment
+        n = len(ctx.dataset("train"))
+        k = min(SUBSET, n)
+        subset = sorted(np.random.default_rng(ctx.seed).choice(n, size=k, replace=False).tolist())
+        arg = exp.capacity_arg
+        sizes: list[Any] = capacity_sizes(exp.capacity_default) \
+            if arg and exp.capacity_default is not None else [None]
+        steps = int(ctx.options.get("capacity_steps", MAX_STEPS))
+        # The experiment's own optimizer first (constant rate, the recipe's safe default); if
+        # nothing memorises the subset, the range test's suggestion, to tell "too small a
+        # model" from "too small a rate".
+        runs = self._train_sizes(ctx, sizes, subset, steps, None)
+        verdict = runs.verdict()
+        suggested = ctx.state.get("lr", {}).get("suggested", math.nan)
+        user = self._user_lr(ctx)
+        if not verdict.reached and isinstance(suggested, float) and math.isfinite(suggested) \
+                and not (0.5 < suggested / user < 2.0 if user > 0 else False):
+            retry = self._train_sizes(ctx, sizes, subset, steps, suggested)
+            if retry.verdict().reached or min(retry.verdict().fractions.values(), default=1) \
+                    < min(verdict.fractions.values(), default=1):
+                runs, verdict = retry, retry.verdict()
+        self._report(ctx, runs, verdict, arg, k, steps)
+        if verdict.reached:
+            return []
+        frac = verdict.fractions.get(verdict.best_size, math.inf)
+        largest = max(runs.final, key=_key) if runs.final else None
+        what = f"no model size tried ({arg} up to {largest})" if arg else "the model"
+        how = f"lr={runs.lr:.3g} (the suggested rate)" if runs.lr else \
+            f"your optimizer (lr={user:.3g})"
+        evidence = {"subset": k, "steps": steps, "lr": runs.lr or user,
+                    "target_fraction": TARGET_FRACTION,
+                    "initial_loss": {str(s): v for s, v in runs.initial.items()},
+                    "final_loss": {str(s): v for s, v in runs.final.items()},
+                    "fractions": {str(s): v for s, v in verdict.fractions.items()},
+                    "capacity_arg": arg}
+        return [self.finding(
+            f"{what} can overfit {k} training samples: after {steps} steps with {how} the "
+            f"training loss is still {frac:.0%} of its initial value at best (target: below "
+            f"{TARGET_FRACTION:.0%})" + ("" if verdict.falls_with_capacity or not arg else
+                                         "; larger models did not do better"),
+            evidence, code="underfitting",
+            fix=("Make the model bigger (wider or deeper" + (f", e.g. a larger {arg}" if arg
+                 else "; declare Experiment.capacity_arg to let nnrecipe try sizes") + "), "
+                 "remove regularisation while getting it to overfit, and check that the "
+                 "inputs carry the signal (the skeleton's input-independent baseline)."))]
+
+    @staticmethod
+    def _user_lr(ctx: Context) -> float:
+        opt = ctx.make_optimizer(ctx.fresh_model(seed=ctx.seed))
+        return float(opt.param_groups[0].get("lr", math.nan))
+
+    def _train_sizes(self, ctx: Context, sizes: list[Any], subset: list[int], steps: int,
+                     lr: float | None) -> SizeRuns:
+        exp = ctx.experiment
+        arg = exp.capacity_arg
+        out = SizeRuns(lr)
+        for size in sizes:
+            kwargs = {arg: size} if arg and size is not None else {}
+            try:
+                model = ctx.fresh_model(seed=ctx.seed, **kwargs)
+            except ExperimentError as e:
+                if size == exp.capacity_default or size is None:
+                    raise
+                out.skipped.append(f"{arg}={size}: {e}")
+                continue
+            out.params[size] = sum(p.numel() for p in model.parameters())
+            out.initial[size] = evaluate_indices(ctx, model, "train", subset)["loss"]
+            opt = ctx.make_optimizer(model)
+            if lr is not None:
+                set_lr(opt, lr, group_ratios(opt))
+            cb = _SubsetLoss(ctx, subset, TARGET_FRACTION * out.initial[size])
+            per_epoch = math.ceil(len(subset) / exp.batch_size)
+            h = fit(ctx, model, optimizer=opt, epochs=math.ceil(steps / per_epoch),
+                    max_steps=steps, train_indices=subset, val_split=None, callbacks=[cb],
+                    description=f"capacity {arg}={size}" if arg else "capacity")
+            out.curves[size] = cb.curve
+            out.final[size] = cb.curve[-1][1] if cb.curve else math.nan
+            out.steps_to_target[size] = h.steps if h.stopped_reason == cb.REASON else None
+        return out
+
+    def _report(self, ctx: Context, runs: SizeRuns, verdict: CapacityVerdict,
+                arg: str | None, k: int, steps: int) -> None:
+        rows = [[s if s is not None else "(given)", runs.params[s], round(runs.initial[s], 5),
+                 round(runs.final[s], 5), f"{verdict.fractions[s]:.1%}",
+                 runs.steps_to_target[s] if runs.steps_to_target[s] is not None
+                 else f"> {steps}"] for s in sorted(runs.final, key=_key)]
+        ctx.add_table("Training loss by model size",
+                      [arg or "model", "parameters", "loss at init", "loss at end",
+                       "fraction", "steps to target"], rows,
+                      caption=f"Same {k} training samples, training stops at the target "
+                              f"({TARGET_FRACTION:.0%} of the loss at init) or after {steps} "
+                              "steps; "
+                              + (f"lr={runs.lr:.3g} (the suggested rate)" if runs.lr else
+                                 "the experiment's optimizer")
+                              + "; loss in eval mode.")
+        ctx.record("fractions", {str(s): v for s, v in verdict.fractions.items()})
+        ctx.record("steps_to_target", {str(s): v for s, v in runs.steps_to_target.items()})
+        ctx.record("falls_with_capacity", verdict.falls_with_capacity)
+        ctx.record("reached", verdict.reached)
+        ctx.record("lr", runs.lr)
+        if runs.skipped:
+            ctx.record("skipped_sizes", runs.skipped)
+        fig, (ax,) = new_figure()
+        for i, (size, curve) in enumerate(sorted(runs.curves.items(), key=lambda kv: _key(kv[0]))):
+            if not curve:
+                continue
+            xs = [0] + [c[0] for c in curve]
+            ys = [runs.initial[size]] + [c[1] for c in curve]
+            ax.plot(xs, ys, "o-", ms=3, color=COLORS[i % len(COLORS)],
+                    label=f"{arg}={size}" if arg else "model")
+        if runs.initial:
+            ax.axhline(TARGET_FRACTION * max(runs.initial.values()), ls="--", lw=1,
+                       color=COLORS[5], label="target")
+        positive = all(v > 0 for c in runs.curves.values() for _, v in c) and \
+            all(v > 0 for v in runs.initial.values())
+        ax.set(xlabel="step", ylabel="training loss (subset, eval mode)",
+               title="does training loss fall with capacity?",
+               yscale="log" if positive else "linear")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        ctx.add_figure("Capacity", fig)
+
+
+def _key(size: Any) -> float:
+    return -math.inf if size is None else float(size)
+

@@ -1,0 +1,54 @@
+"""``nnrecipe.lr_find``: the range test on your own model and optimizer, left as they were."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from nnrecipe.errors import ConfigurationError
+from nnrecipe.overfit.lr_range import (
+    DEFAULT_END_LR,
+    DEFAULT_START_LR,
+    DEFAULT_SWEEP_STEPS,
+    LRSuggestion,
+    find_lr,
+)
+from nnrecipe.overfit.probes import ModelProbe
+
+
+def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
+            loss: Callable[..., torch.Tensor], *, val_data: Any = None,
+            train_step: Callable | None = None, batch_size: int = 64, repeats: int = 3,
+            start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
+            num_steps: int = DEFAULT_SWEEP_STEPS, run_steps: int = 100, seed: int = 0
+            ) -> LRSuggestion:
+    """Suggest a learning rate for ``model`` trained by ``optimizer`` on ``data``.
+
+    ``data`` (and ``val_data``) is a DataLoader, a Dataset of ``(input, target)``, or an
+    ``(X, y)`` pair. ``repeats`` sweeps from the model's current weights with different
+    batch orders give the edge and its spread; with ``val_data``, candidate rates are also
+    trained for ``run_steps`` steps each and the one with the lowest validation loss around
+    it is suggested (``method="validated"``); without, a tenth of the median edge
+    (``method="sweep"``). ``train_step(model, batch, loss, optimizer) -> loss`` replaces the
+    built-in step.
+
+    The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
+    the global RNG state are restored afterwards, whatever happens.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigurationError(f"lr_find(model=...) needs an nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigurationError("lr_find(optimizer=...) needs a torch.optim.Optimizer, got "
+                                 f"{type(optimizer).__name__}")
+    if repeats < 1:
+        raise ConfigurationError(f"lr_find(repeats=...) must be >= 1, got {repeats}")
+    probe = ModelProbe(model, optimizer, data, loss, val_data=val_data, train_step=train_step,
+                       batch_size=batch_size, run_steps=run_steps)
+    try:
+        return find_lr(probe, repeats=repeats, start_lr=start_lr, end_lr=end_lr,
+                       num_steps=num_steps, validate=val_data is not None, seed=seed)
+    finally:
+        probe.restore()

@@ -1,0 +1,482 @@
+"""The learning-rate range test: measure (sweeps, short runs) -> decide (pure functions).
+
+A *sweep* raises the learning rate exponentially, one optimizer step per value, from
+``start_lr`` to ``end_lr`` and stops once the (online, EMA-smoothed) loss has diverged. One
+sweep is a noisy curve, and a rule read off it (steepest slope, the "valley", min/10) is a
+guess; so :func:`find_lr` repeats the sweep with different seeds and batch orders, takes the
+*edge* (the rate at which the smoothed loss bottoms out before diverging) from each, and then
+*validates* a few candidate rates below the edge with short real training runs, choosing the
+one with the lowest held-out loss. The spread of the edges across sweeps and the shape of the
+held-out losses around the winner give the confidence and the plausible range.
+
+The measuring is done by a :class:`Probe` (fresh models from an experiment, or a user's model
+whose state is saved and restored); everything else here is arithmetic on recorded numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+DEFAULT_START_LR = 1e-7
+DEFAULT_END_LR = 10.0
+# 100 steps over 8 decades (12 a decade) is the common default (fastai, torch-lr-finder); the
+# divergence stop usually ends the sweep after 70-90 of them.
+DEFAULT_SWEEP_STEPS = 100
+# Stop once the EMA of the loss exceeds 4x its minimum (the usual rule): well past the edge,
+# so the minimum of the curve is seen, yet before the loss explodes to inf.
+DIVERGE_FACTOR = 4.0
+EMA_BETA = 0.9  # ~10-step memory: only for the online stop; the analysis smooths centred
+MIN_STEPS_BEFORE_STOP = 10
+# Candidate rates are the edge times 10^-k/2, k = 1..4 (edge/3 .. edge/100). Measured on the
+# benchmark tasks: the best constant rate for a few hundred steps lies 0.5-2 decades below the
+# edge of a 100-step sweep (the sweep spends ~8 steps at each rate, training spends hundreds).
+CANDIDATE_DECADES = (0.5, 1.0, 1.5)
+MAX_EXTENSIONS = 2
+# Half-width (decades) of the neighbourhood a rate is judged by: the benchmark tasks' optimum
+# moves by about this much from seed to seed (digits: best at 1e-2 for one seed, diverging at
+# 1.2e-2 for another), so a rate this far from a cliff is safe from it.
+ROBUST_HALF_WIDTH = 0.25
+MAX_REFINEMENTS = 2
+TIE_FRACTION = 1e-3  # of the loss at init: held-out losses closer than this are ties  # more candidates in the direction the best one sits at the boundary
+# A candidate is "as good as the best" when its held-out loss is within this fraction of the
+# best, or within twice the run-to-run noise measured by re-running the best with another seed.
+RANGE_TOLERANCE = 0.05
+# Confidence: sweeps agreeing within half a decade are consistent; more than a decade apart,
+# the curve is dominated by noise (batch order, init) and any single-sweep rule is a guess.
+SPREAD_HIGH = 0.5
+SPREAD_LOW = 1.0
+
+
+# --------------------------------------------------------------------------- measuring
+@dataclass
+class Sweep:
+    """One exponential sweep: the rate, loss and total gradient norm of every step."""
+
+    lrs: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    stopped: str = "reached end_lr"
+    seed: int = 0
+
+
+@dataclass
+class ShortRun:
+    """A short training run at a constant rate: held-out loss and what happened on the way."""
+
+    lr: float
+    val_loss: float
+    train_losses: list[float] = field(default_factory=list)
+    grad_norms: list[float] = field(default_factory=list)
+    seed: int = 0
+    stopped: str = "completed"
+
+
+class Probe(Protocol):
+    """What :func:`find_lr` needs measured. Implementations must leave the user's objects as
+    they found them."""
+
+    def sweep(self, seed: int, start_lr: float, end_lr: float, num_steps: int) -> Sweep: ...
+
+    def short_run(self, lr: float, seed: int) -> ShortRun: ...
+
+
+def sweep_lr(i: int, num_steps: int, start_lr: float, end_lr: float) -> float:
+    """The rate of step ``i`` of an exponential sweep."""
+    return start_lr * (end_lr / start_lr) ** (i / max(1, num_steps - 1))
+
+
+def group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
+    """Each param group's rate relative to the first, so multi-rate setups keep their ratios."""
+    base = float(optimizer.param_groups[0].get("lr", 0.0)) or 1.0
+    return [float(g.get("lr", base)) / base if base else 1.0 for g in optimizer.param_groups]
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, ratios: Sequence[float] | None = None
+           ) -> None:
+    ratios = ratios or [1.0] * len(optimizer.param_groups)
+    for g, r in zip(optimizer.param_groups, ratios, strict=True):
+        g["lr"] = lr * r
+
+
+def total_grad_norm(optimizer: torch.optim.Optimizer) -> float:
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return math.nan
+    return float(torch.nn.utils.get_total_norm(grads))
+
+
+class GradNormRecorder:
+    """Records the total gradient norm right before every ``optimizer.step()`` (a step
+    pre-hook, so it sees the user's own ``train_step`` too). Use as a context manager."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.norms: list[float] = []
+        self._handle: Any = None
+
+    def __enter__(self) -> GradNormRecorder:
+        def hook(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            self.norms.append(total_grad_norm(opt))
+
+        self._handle = self.optimizer.register_step_pre_hook(hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+
+def diverged(ema: float, best: float, factor: float = DIVERGE_FACTOR) -> bool:
+    """The online stop: the smoothed loss is ``factor`` x its minimum (for positive losses),
+    or has risen by ``factor - 1`` times the minimum's magnitude (losses that can be < 0)."""
+    if not math.isfinite(ema):
+        return True
+    if best > 0:
+        return ema > factor * best
+    return ema - best > (factor - 1) * max(abs(best), 1e-12)
+
+
+def run_sweep(step: Callable[[Any], float], optimizer: torch.optim.Optimizer,
+              batches: Iterable[Any], *, start_lr: float = DEFAULT_START_LR,
+              end_lr: float = DEFAULT_END_LR, num_steps: int = DEFAULT_SWEEP_STEPS,
+              diverge_factor: float = DIVERGE_FACTOR, seed: int = 0,
+              on_step: Callable[[], None] | None = None) -> Sweep:
+    """Sweep the rate of ``optimizer`` while ``step(batch)`` trains; the caller restores."""
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    if num_steps < 2:
+        raise ValueError(f"a sweep needs at least 2 steps, got num_steps={num_steps}")
+    ratios = group_ratios(optimizer)
+    out = Sweep(seed=seed)
+    ema, best = 0.0, math.inf
+    it = iter(batches)
+    with GradNormRecorder(optimizer) as rec:
+        for i in range(num_steps):
+            lr = sweep_lr(i, num_steps, start_lr, end_lr)
+            set_lr(optimizer, lr, ratios)
+            try:
+                batch = next(it)
+            except StopIteration:
+                out.stopped = "ran out of batches"
+                break
+            loss = step(batch)
+            if on_step is not None:
+                on_step()
+            out.lrs.append(lr)
+            out.losses.append(loss)
+            if not math.isfinite(loss):
+                out.stopped = f"non-finite loss at lr={lr:.3g}"
+                break
+            ema = EMA_BETA * ema + (1 - EMA_BETA) * loss
+            smooth = ema / (1 - EMA_BETA ** (i + 1))
+            best = min(best, smooth)
+            if i >= MIN_STEPS_BEFORE_STOP and diverged(smooth, best, diverge_factor):
+                out.stopped = f"diverged at lr={lr:.3g}"
+                break
+        out.grad_norms = list(rec.norms[: len(out.losses)])
+    return out
+
+
+# --------------------------------------------------------------------------- deciding
+def smooth_centered(values: Sequence[float], window: int | None = None) -> np.ndarray:
+    """Centred moving average (no lag, unlike an EMA), shrinking at the ends. Only the finite
+    prefix is smoothed: a sweep ends at its first non-finite loss."""
+    arr = np.asarray(values, dtype=float)
+    finite = np.isfinite(arr)
+    n = len(arr) if finite.all() else int(np.argmin(finite))
+    arr = arr[:n]
+    if n == 0:
+        return arr
+    w = window or max(3, (n // 12) | 1)  # ~1/12 of the curve: about half a decade
+    half = w // 2
+    c = np.concatenate([[0.0], np.cumsum(arr)])
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    return (c[hi] - c[lo]) / (hi - lo)
+
+
+@dataclass
+class SweepStats:
+    """What one sweep says: where the smoothed loss bottoms out (the edge), where it falls
+    fastest, how far it falls, and whether it spiked early."""
+
+    edge_lr: float
+    steepest_lr: float
+    initial_loss: float
+    min_loss: float
+    fell: bool  # did the smoothed loss fall clearly (>= 10%) below its start?
+    early_spike: float  # max rise of the raw loss above its running start, before the edge
+
+
+def sweep_stats(sweep: Sweep) -> SweepStats:
+    s = smooth_centered(sweep.losses)
+    lrs = np.asarray(sweep.lrs[: len(s)], dtype=float)
+    if len(s) < 3:
+        lr = float(lrs[0]) if len(lrs) else math.nan
+        return SweepStats(lr, lr, math.nan, math.nan, False, 0.0)
+    i_min = int(np.argmin(s))
+    slope = np.gradient(s, np.log10(lrs))
+    i_steep = int(np.argmin(slope[: i_min + 1]))
+    initial = float(np.mean(s[: max(1, len(s) // 10)]))
+    drop = initial - float(s[i_min])
+    fell = drop > 0.1 * abs(initial)
+    raw = np.asarray(sweep.losses[: i_min + 1], dtype=float)
+    spike = float(np.max(raw / max(abs(initial), 1e-12))) - 1.0 if len(raw) else 0.0
+    return SweepStats(float(lrs[i_min]), float(lrs[i_steep]), initial, float(s[i_min]), fell,
+                      max(0.0, spike))
+
+
+def log_median(values: Sequence[float]) -> float:
+    arr = np.log10(np.asarray([v for v in values if v > 0 and math.isfinite(v)], dtype=float))
+    return float(10 ** np.median(arr)) if len(arr) else math.nan
+
+
+def log_spread(values: Sequence[float]) -> float:
+    """Max - min in decades."""
+    arr = np.log10(np.asarray([v for v in values if v > 0 and math.isfinite(v)], dtype=float))
+    return float(arr.max() - arr.min()) if len(arr) > 1 else 0.0
+
+
+def candidate_lrs(edge: float, decades: Sequence[float] = CANDIDATE_DECADES) -> list[float]:
+    """Rates below the edge to validate, highest first."""
+    return [edge * 10 ** -d for d in decades]
+
+
+def extension(tried: dict[float, float]) -> float | None:
+    """The next rate to try when the best one sits at the edge of those tried (a half-decade
+    step outward), or None when the best is inside."""
+    ranked = sorted(tried)
+    finite = {lr: v for lr, v in tried.items() if math.isfinite(v)}
+    if not finite:
+        return ranked[0] * 10 ** -0.5 if ranked else None
+    best = min(finite, key=finite.__getitem__)
+    if best == ranked[0]:
+        return best * 10 ** -0.5
+    if best == ranked[-1]:
+        return best * 10 ** 0.5
+    return None
+
+
+def _curve(tried: dict[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Tried rates as log10 and their held-out losses, a run that diverged (non-finite)
+    counted as the worst finite loss: it is bad, but how bad is unknown."""
+    ranked = sorted(tried)
+    finite = [v for v in tried.values() if math.isfinite(v)]
+    worst = max(finite) if finite else math.nan
+    y = np.asarray([tried[lr] if math.isfinite(tried[lr]) else worst for lr in ranked])
+    return np.log10(ranked), y
+
+
+def robust_scores(tried: dict[float, float], at: Sequence[float],
+                  half_width: float = ROBUST_HALF_WIDTH) -> np.ndarray:
+    """Mean held-out loss over +-``half_width`` decades around each rate in ``at``, on the
+    piecewise-linear curve through the tried rates (flat beyond them).
+
+    The plain argmin of one noisy run per rate likes rates next to a cliff: just below the
+    rate where training starts to diverge, one seed does great and the next blows up.
+    Averaging over a neighbourhood prefers the middle of a good region, and changes nothing
+    on a flat or symmetric one.
+    """
+    x, y = _curve(tried)
+    offsets = np.linspace(-half_width, half_width, 21)
+    return np.array([np.mean(np.interp(math.log10(a) + offsets, x, y)) for a in at])
+
+
+def _middle_of_ties(points: Sequence[float], scores: np.ndarray, tie: float) -> float:
+    """The geometric middle of the points scoring within ``tie`` of the best (the best
+    itself when there is no tie): on a plateau, the centre is safest in both directions."""
+    ok = [p for p, sc in zip(points, scores, strict=True) if sc <= scores.min() + tie]
+    ok.sort()
+    return float(ok[(len(ok) - 1) // 2])
+
+
+def robust_choice(tried: dict[float, float], tie: float = 0.0) -> float:
+    """The rate (on a 0.02-decade grid within the tried span) with the best robust score."""
+    x, y = _curve(tried)
+    if len(x) == 0 or not np.isfinite(y).any():
+        return math.nan
+    fine = list(10 ** np.arange(x[0], x[-1] + 1e-9, 0.02))
+    return _middle_of_ties(fine, robust_scores(tried, fine), tie)
+
+
+def best_tried(tried: dict[float, float], tie: float = 0.0) -> float:
+    """The tried rate (with a finite loss) with the best robust score."""
+    finite = sorted(lr for lr, v in tried.items() if math.isfinite(v))
+    if not finite:
+        return math.nan
+    return _middle_of_ties(finite, robust_scores(tried, finite), tie)
+
+
+def refinement(tried: dict[float, float], tie: float = 0.0) -> float | None:
+    """The robust choice, when it is not (within 0.1 decade) one of the rates tried."""
+    choice = robust_choice(tried, tie)
+    if not math.isfinite(choice):
+        return None
+    return choice if all(abs(math.log10(choice / lr)) > 0.1 for lr in tried) else None
+
+
+def plausible_range(tried: dict[float, float], tolerance: float) -> tuple[float, float]:
+    """The span of rates whose held-out loss is within ``tolerance`` (absolute) of the best,
+    interpolating linearly in log-rate between tried rates; clipped to the tried span."""
+    ranked = sorted(lr for lr, v in tried.items() if math.isfinite(v))
+    if not ranked:
+        return math.nan, math.nan
+    x = np.log10(ranked)
+    y = np.asarray([tried[lr] for lr in ranked])
+    i = int(np.argmin(y))
+    limit = y[i] + tolerance
+
+    def walk(direction: int) -> float:
+        j = i
+        while 0 <= j + direction < len(x):
+            k = j + direction
+            if y[k] > limit:
+                frac = (limit - y[j]) / (y[k] - y[j]) if y[k] != y[j] else 0.0
+                return float(x[j] + frac * (x[k] - x[j]))
+            j = k
+        return float(x[j])
+
+    return float(10 ** walk(-1)), float(10 ** walk(+1))
+
+
+@dataclass
+class LRSuggestion:
+    """The outcome of :func:`find_lr` (also what ``ctx.state["lr"]`` holds, as a dict)."""
+
+    suggested: float
+    low: float
+    high: float
+    confidence: str  # "high" | "medium" | "low"
+    reasons: list[str]
+    edge_lrs: list[float]  # per sweep
+    spread_decades: float
+    tried: dict[float, float]  # candidate rate -> held-out loss (empty without validation)
+    noise: float  # relative run-to-run noise of the held-out loss at the suggestion
+    method: str  # "validated" | "sweep"
+    sweeps: list[Sweep] = field(default_factory=list)
+    runs: list[ShortRun] = field(default_factory=list)
+    stats: list[SweepStats] = field(default_factory=list)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"suggested": self.suggested, "low": self.low, "high": self.high,
+                "confidence": self.confidence, "reasons": list(self.reasons),
+                "edge_lrs": list(self.edge_lrs), "spread_decades": self.spread_decades,
+                "tried": {float(k): float(v) for k, v in sorted(self.tried.items())},
+                "noise": self.noise, "method": self.method}
+
+
+def decide_confidence(spread: float, boundary: bool, margin: float | None, noise: float,
+                      any_fell: bool) -> tuple[str, list[str]]:
+    """Pure rule: how much to trust the suggestion, and why.
+
+    ``margin`` is how much worse (relative) the best's neighbours are; a clear minimum has a
+    margin well above the run-to-run ``noise``.
+    """
+    reasons: list[str] = []
+    score = 2
+    if not any_fell:
+        reasons.append("the loss never fell clearly during the sweeps")
+        score -= 2
+    if spread > SPREAD_LOW:
+        reasons.append(f"the sweeps disagree by {spread:.1f} decades (> {SPREAD_LOW:g})")
+        score -= 2
+    elif spread > SPREAD_HIGH:
+        reasons.append(f"the sweeps disagree by {spread:.1f} decades (> {SPREAD_HIGH:g})")
+        score -= 1
+    else:
+        reasons.append(f"the sweeps agree within {spread:.2f} decades")
+    if boundary:
+        reasons.append("the best rate is at the edge of the rates tried")
+        score -= 1
+    if margin is not None and math.isfinite(noise):
+        if margin < noise:
+            reasons.append(f"neighbouring rates are within the run-to-run noise "
+                           f"({margin:.1%} vs {noise:.1%}): the optimum is flat")
+            score -= 1
+        else:
+            reasons.append(f"neighbouring rates are {margin:.1%} worse, above the run-to-run "
+                           f"noise of {noise:.1%}")
+    level = "high" if score >= 2 else "medium" if score == 1 else "low"
+    return level, reasons
+
+
+def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_LR,
+            end_lr: float = DEFAULT_END_LR, num_steps: int = DEFAULT_SWEEP_STEPS,
+            validate: bool = True, seed: int = 0,
+            progress: Callable[[str], None] | None = None) -> LRSuggestion:
+    """Repeat the sweep, then (``validate``) train briefly at candidate rates and choose."""
+    sweeps = [probe.sweep(seed + i, start_lr, end_lr, num_steps) for i in range(repeats)]
+    stats = [sweep_stats(s) for s in sweeps]
+    usable = [st for st in stats if math.isfinite(st.edge_lr)]
+    edges = [st.edge_lr for st in usable]
+    edge = log_median(edges) if edges else math.nan
+    spread = log_spread(edges)
+    any_fell = any(st.fell for st in usable)
+    if not math.isfinite(edge):
+        return LRSuggestion(math.nan, math.nan, math.nan, "low",
+                            ["no sweep produced a finite loss curve"], edges, spread, {},
+                            math.nan, "sweep", sweeps, [], stats)
+    if not validate:
+        sugg = edge * 10 ** -1.0
+        level, reasons = decide_confidence(spread, False, None, math.nan, any_fell)
+        return LRSuggestion(sugg, edge * 10 ** -1.5, edge * 10 ** -0.5, level,
+                            [f"a tenth of the median edge {edge:.3g}", *reasons], edges, spread,
+                            {}, math.nan, "sweep", sweeps, [], stats)
+
+    runs: list[ShortRun] = []
+    tried: dict[float, float] = {}
+
+    def run(lr: float) -> None:
+        if progress is not None:
+            progress(f"short run at lr={lr:.3g}")
+        r = probe.short_run(lr, seed)
+        runs.append(r)
+        tried[lr] = r.val_loss
+
+    for lr in candidate_lrs(edge):
+        run(lr)
+    for _ in range(MAX_EXTENSIONS):
+        nxt = extension(tried)
+        if nxt is None:
+            break
+        run(nxt)
+    boundary = extension(tried) is not None
+    # Differences below a thousandth of the loss at init are ties (a trivially separable
+    # task reaches ~0 held-out loss at many rates; 1e-9 vs 1e-6 means nothing).
+    initials = [st.initial_loss for st in usable if math.isfinite(st.initial_loss)]
+    floor = TIE_FRACTION * abs(float(np.median(initials))) if initials else 0.0
+    for _ in range(MAX_REFINEMENTS):
+        mid = refinement(tried, floor)
+        if mid is None:
+            break
+        run(mid)
+    finite = {lr: v for lr, v in tried.items() if math.isfinite(v)}
+    if not finite:
+        return LRSuggestion(min(tried), math.nan, math.nan, "low",
+                            ["every short run diverged"], edges, spread, tried, math.nan,
+                            "validated", sweeps, runs, stats)
+    best = best_tried(tried, floor)
+    again = probe.short_run(best, seed + 1)
+    runs.append(again)
+    scale = max(abs(finite[best]), floor, 1e-12)
+    noise = abs(again.val_loss - finite[best]) / scale if math.isfinite(again.val_loss) \
+        else math.inf
+    ranked = sorted(finite)
+    i = ranked.index(best)
+    neigh = [finite[ranked[j]] for j in (i - 1, i + 1) if 0 <= j < len(ranked)]
+    margin = (min(neigh) - finite[best]) / scale if neigh else None
+    tol = max(RANGE_TOLERANCE, 2 * noise) if math.isfinite(noise) else RANGE_TOLERANCE
+    low, high = plausible_range(finite, tol * scale)
+    low, high = min(low, best), max(high, best)
+    level, reasons = decide_confidence(spread, boundary, margin, noise, any_fell)
+    reasons.insert(0, f"the best held-out loss around it ({finite[best]:.4g} at this rate) "
+                      f"among {len(finite)} short runs at rates from {ranked[0]:.2g} to "
+                      f"{ranked[-1]:.2g} (median sweep edge {edge:.3g})")
+    return LRSuggestion(best, low, high, level, reasons, edges, spread, tried, noise,
+                        "validated", sweeps, runs, stats)

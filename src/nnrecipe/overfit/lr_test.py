@@ -1,0 +1,172 @@
+"""``lr-suggestion``: the learning-rate range test, on fresh models, with the user's step.
+
+What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
+
+    {"suggested": float, "low": float, "high": float,      # the rate and its plausible range
+     "confidence": "high" | "medium" | "low", "reasons": [str, ...],
+     "method": "validated" | "sweep", "edge_lrs": [float per sweep], "spread_decades": float,
+     "tried": {lr: held-out loss}, "noise": float,         # relative, run-to-run at the rate
+     "user_lr": float, "optimizer": "Adam", "batch_size": int,
+     "grad_norms": [float, ...],   # total grad norm per step of the runs at the suggestion
+     "early_losses": [float, ...]} # the first steps' losses at the suggestion
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnrecipe.core.context import Context
+from nnrecipe.core.findings import Finding, Severity
+from nnrecipe.core.registry import Check
+from nnrecipe.overfit.lr_range import (
+    DEFAULT_END_LR,
+    DEFAULT_START_LR,
+    DEFAULT_SWEEP_STEPS,
+    LRSuggestion,
+    find_lr,
+    robust_scores,
+    smooth_centered,
+)
+from nnrecipe.overfit.probes import ContextProbe
+from nnrecipe.report.plots import COLORS, new_figure
+
+EARLY_STEPS = 30  # losses kept from the run at the suggestion, for the warmup advice
+
+
+def user_lr(ctx: Context) -> tuple[float, str]:
+    """The rate and class name of the optimizer the experiment's factory builds."""
+    opt = ctx.make_optimizer(ctx.fresh_model(seed=ctx.seed))
+    return float(opt.param_groups[0].get("lr", math.nan)), type(opt).__name__
+
+
+def compare_to_user(user: float, res: LRSuggestion) -> str:
+    if not (math.isfinite(user) and math.isfinite(res.suggested)):
+        return ""
+    if res.low <= user <= res.high:
+        return f"your optimizer's rate {user:.3g} is inside the plausible range"
+    ratio = res.suggested / user
+    word = "above" if ratio > 1 else "below"
+    factor = ratio if ratio > 1 else 1 / ratio
+    return f"the suggestion is {factor:.1f}x {word} your optimizer's rate {user:.3g}"
+
+
+class LRRangeTest(Check):
+    code = "lr-suggestion"
+    stage = "overfit"
+    severity = Severity.INFO
+    title = "Learning-rate range test: a suggested rate, its plausible range and confidence"
+    fix = ("Train first with a constant rate at the suggestion (or anywhere in the range; Adam "
+           "at 3e-4 is the safe default when unsure), and add decay only at the end. With "
+           "low confidence, compare a few rates in the range on real training runs.")
+    order = 10
+
+    def run(self, ctx: Context) -> list[Finding]:
+        opts = ctx.options
+        probe = ContextProbe(ctx, run_steps=opts.get("lr_run_steps"))
+        res = find_lr(probe, repeats=int(opts.get("lr_sweeps", 3)),
+                      start_lr=float(opts.get("lr_start", DEFAULT_START_LR)),
+                      end_lr=float(opts.get("lr_end", DEFAULT_END_LR)),
+                      num_steps=int(opts.get("lr_sweep_steps", DEFAULT_SWEEP_STEPS)),
+                      validate=bool(opts.get("lr_validate", True)))
+        lr0, opt_name = user_lr(ctx)
+        at_best = [r for r in res.runs if r.lr == res.suggested]
+        state = res.to_state()
+        state.update(user_lr=lr0, optimizer=opt_name, batch_size=ctx.experiment.batch_size,
+                     run_steps=probe.run_steps,
+                     grad_norms=[v for r in at_best for v in r.grad_norms],
+                     early_losses=at_best[0].train_losses[:EARLY_STEPS] if at_best else [])
+        ctx.state["lr"] = state
+        for k in ("suggested", "low", "high", "confidence", "spread_decades", "noise",
+                  "method", "user_lr", "run_steps"):
+            ctx.record(k, state[k])
+        ctx.record("edge_lrs", res.edge_lrs)
+        self._tables(ctx, res)
+        self._plot(ctx, res)
+        if not math.isfinite(res.suggested):
+            return [self.finding(
+                "the range test found no usable rate: " + "; ".join(res.reasons),
+                {"edge_lrs": res.edge_lrs, "tried": state["tried"]},
+                fix="Fix the errors of the skeleton stage first (a loss that never falls or "
+                    "is non-finite at every rate means the step or the data is broken).")]
+        msg = (f"suggested learning rate {res.suggested:.3g} for {opt_name} (plausible range "
+               f"{res.low:.3g} to {res.high:.3g}, confidence {res.confidence}): "
+               + "; ".join(res.reasons))
+        cmp = compare_to_user(lr0, res)
+        if cmp:
+            msg += f". {cmp.capitalize()}"
+        evidence = {k: state[k] for k in ("suggested", "low", "high", "confidence",
+                                          "spread_decades", "noise", "method", "edge_lrs",
+                                          "tried", "user_lr", "run_steps")}
+        return [self.finding(msg, evidence)]
+
+    def _tables(self, ctx: Context, res: LRSuggestion) -> None:
+        rows = []
+        for sw, st in zip(res.sweeps, res.stats, strict=True):
+            rows.append([sw.seed, len(sw.losses), sw.stopped, f"{st.edge_lr:.3g}",
+                         f"{st.steepest_lr:.3g}", round(st.initial_loss, 4),
+                         round(st.min_loss, 4)])
+        ctx.add_table("Learning-rate sweeps", ["seed", "steps", "stopped", "edge (min loss)",
+                                               "steepest", "initial loss", "min loss"], rows,
+                      caption="Each sweep raises the rate exponentially on a fresh model with "
+                              "its own batch order; the edge is where the smoothed loss "
+                              "bottoms out.")
+        if res.tried:
+            lrs = sorted(res.tried)
+            scores = robust_scores(res.tried, lrs)
+            rows = [[f"{lr:.3g}", round(res.tried[lr], 5) if math.isfinite(res.tried[lr])
+                     else "diverged", round(float(s), 5),
+                     "suggested" if lr == res.suggested else
+                     ("in range" if res.low <= lr <= res.high else "")]
+                    for lr, s in zip(lrs, scores, strict=True)]
+            again = [r for r in res.runs if r.lr == res.suggested and r.seed != res.runs[0].seed]
+            cap = (f"Short runs of {len(res.runs[0].train_losses)} steps at a constant rate "
+                   "from the same initialisation; held-out loss (validation split, or 20% of "
+                   "train held out). The score averages the loss over +-0.25 decades around "
+                   "each rate, so a rate next to a cliff is not chosen.")
+            if again:
+                cap += (f" Re-run at the suggestion with another seed: {again[0].val_loss:.4g} "
+                        f"(noise {res.noise:.1%}).")
+            ctx.add_table("Candidate rates, validated", ["lr", "held-out loss", "score",
+                                                          ""], rows, caption=cap)
+
+    def _plot(self, ctx: Context, res: LRSuggestion) -> None:
+        fig, axes = new_figure(width=10.0, height=3.6, ncols=2 if res.tried else 1)
+        ax = axes[0]
+        for i, sw in enumerate(res.sweeps):
+            n = len(smooth_centered(sw.losses))
+            color = COLORS[i % len(COLORS)]
+            ax.plot(sw.lrs[:n], sw.losses[:n], color=color, alpha=0.25, lw=0.8)
+            ax.plot(sw.lrs[:n], smooth_centered(sw.losses), color=color, lw=1.5,
+                    label=f"sweep {i + 1}")
+        finite = [v for sw in res.sweeps for v in sw.losses if math.isfinite(v)]
+        if finite:
+            lo, hi = np.percentile(finite, [0, 95])
+            ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo))
+        ax.set(xscale="log", xlabel="learning rate", ylabel="training loss",
+               title="loss while the rate rises")
+        for a in axes:
+            self._mark(a, res)
+        ax.legend(fontsize=7)
+        if res.tried:
+            ax2 = axes[1]
+            lrs = sorted(lr for lr, v in res.tried.items() if math.isfinite(v))
+            ax2.plot(lrs, [res.tried[lr] for lr in lrs], "o-", color=COLORS[0],
+                     label="held-out loss, short run")
+            ax2.set(xscale="log", xlabel="learning rate", ylabel="held-out loss",
+                    title="candidate rates, validated")
+            ax2.legend(fontsize=7)
+        ctx.add_figure("Learning-rate range test", fig,
+                       caption=f"Suggested rate {res.suggested:.3g} (dashed) and the plausible "
+                               f"range {res.low:.3g}-{res.high:.3g} (shaded).")
+
+    @staticmethod
+    def _mark(ax: object, res: LRSuggestion) -> None:
+        if math.isfinite(res.suggested):
+            ax.axvline(res.suggested, color=COLORS[1], ls="--", lw=1.2,  # type: ignore[attr-defined]
+                       label=f"suggested {res.suggested:.2g}")
+        if math.isfinite(res.low) and math.isfinite(res.high) and res.high > res.low:
+            ax.axvspan(res.low, res.high, color=COLORS[2], alpha=0.12,  # type: ignore[attr-defined]
+                       label="plausible range")
+        ax.grid(alpha=0.3)  # type: ignore[attr-defined]

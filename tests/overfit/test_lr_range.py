@@ -1,0 +1,133 @@
+"""The range test's decisions, on scripted numbers (no training)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from nnrecipe.overfit.lr_range import (
+    ShortRun,
+    Sweep,
+    decide_confidence,
+    diverged,
+    extension,
+    find_lr,
+    plausible_range,
+    refinement,
+    robust_choice,
+    smooth_centered,
+    sweep_lr,
+    sweep_stats,
+)
+
+
+def scripted_sweep(edge: float, seed: int = 0, n: int = 100, noise: float = 0.02) -> Sweep:
+    """Loss falls from 2 to 0.5 over the 3 decades below ``edge``, then climbs steeply."""
+    rng = np.random.default_rng(seed)
+    sw = Sweep(seed=seed)
+    for i in range(n):
+        lr = sweep_lr(i, n, 1e-7, 10)
+        x = math.log10(lr / edge)
+        loss = 2.0 if x < -3 else (2.0 - 0.5 * (x + 3) if x < 0 else 0.5 + 10 * x)
+        loss *= 1 + noise * rng.normal()
+        sw.lrs.append(lr)
+        sw.losses.append(loss)
+        sw.grad_norms.append(1.0)
+        if x > 0 and loss > 4 * 0.5:
+            sw.stopped = "diverged"
+            break
+    return sw
+
+
+class FakeProbe:
+    """Sweeps with scripted edges; short runs whose held-out loss is a parabola in log-rate
+    around ``optimum`` with a cliff (diverging) above ``cliff``."""
+
+    def __init__(self, edges: list[float], optimum: float, cliff: float = math.inf,
+                 noise: float = 0.0) -> None:
+        self.edges, self.optimum, self.cliff, self.noise = edges, optimum, cliff, noise
+        self.calls: list[float] = []
+
+    def sweep(self, seed: int, start_lr: float, end_lr: float, num_steps: int) -> Sweep:
+        return scripted_sweep(self.edges[seed % len(self.edges)], seed, num_steps)
+
+    def short_run(self, lr: float, seed: int) -> ShortRun:
+        self.calls.append(lr)
+        if lr > self.cliff:
+            return ShortRun(lr, math.nan, [1.0, math.nan], [], seed, "non-finite")
+        val = 0.1 + 0.05 * math.log10(lr / self.optimum) ** 2
+        val *= 1 + self.noise * (1 if seed % 2 else -1)
+        return ShortRun(lr, val, [1.0] * 20, [1.0 + 0.1 * i for i in range(20)], seed)
+
+
+def test_sweep_rate_and_divergence_rule() -> None:
+    assert sweep_lr(0, 100, 1e-7, 10) == pytest.approx(1e-7)
+    assert sweep_lr(99, 100, 1e-7, 10) == pytest.approx(10)
+    assert sweep_lr(50, 101, 1e-6, 1e-2) == pytest.approx(1e-4)
+    assert diverged(2.1, 0.5) and not diverged(1.9, 0.5)
+    assert diverged(math.nan, 0.5) and diverged(math.inf, 0.5)
+    assert diverged(2.5, -1.0) and not diverged(1.5, -1.0)  # losses that can be negative
+
+
+def test_centred_smoothing_has_no_lag() -> None:
+    ramp = np.arange(50, dtype=float)
+    s = smooth_centered(ramp, window=7)
+    assert np.allclose(s[3:-3], ramp[3:-3])  # an EMA would lag behind by ~(1/(1-beta)) steps
+    assert len(smooth_centered([1.0, 2.0, math.nan, 4.0])) == 2  # stops at the first NaN
+
+
+def test_sweep_stats_find_the_edge() -> None:
+    st = sweep_stats(scripted_sweep(1e-2))
+    assert abs(math.log10(st.edge_lr / 1e-2)) < 0.25
+    assert st.steepest_lr < st.edge_lr and st.fell
+    assert st.initial_loss == pytest.approx(2.0, rel=0.05)
+
+
+def test_robust_choice_keeps_away_from_a_cliff() -> None:
+    cliff = {1e-3: 0.30, 3e-3: 0.20, 1e-2: 0.15, 3e-2: 2.0}
+    assert min(cliff, key=cliff.__getitem__) == 1e-2
+    choice = robust_choice(cliff)
+    assert 2e-3 < choice < 1e-2  # pulled below the rate next to the cliff
+    flat = {1e-3: 0.2, 3e-3: 0.1, 1e-2: 0.2}
+    assert robust_choice(flat) == pytest.approx(3e-3, rel=0.1)  # symmetric: unchanged
+
+
+def test_extension_refinement_and_range() -> None:
+    assert extension({1e-3: 0.5, 3e-3: 0.4, 1e-2: 0.3}) == pytest.approx(1e-2 * 10 ** 0.5)
+    assert extension({1e-3: 0.3, 3e-3: 0.4, 1e-2: 0.5}) == pytest.approx(1e-3 * 10 ** -0.5)
+    assert extension({1e-3: 0.5, 3e-3: 0.3, 1e-2: 0.5}) is None
+    mid = refinement({1e-3: 0.5, 1e-2: 0.2, 1e-1: 0.2})  # best region between tried rates
+    assert mid is not None and 1e-2 < mid < 1e-1
+    assert refinement({1e-3: 0.5, 1e-2: 0.2, 1e-1: 0.5}) is None  # the best was tried
+    low, high = plausible_range({1e-3: 0.2, 3e-3: 0.1, 1e-2: 0.2}, tolerance=0.05)
+    assert 1e-3 < low < 3e-3 < high < 1e-2
+    assert plausible_range({1e-3: 0.1}, 0.05) == (1e-3, 1e-3)
+
+
+def test_confidence_rule() -> None:
+    assert decide_confidence(0.2, False, 0.3, 0.05, True)[0] == "high"
+    assert decide_confidence(0.7, False, 0.3, 0.05, True)[0] == "medium"
+    assert decide_confidence(0.2, False, 0.01, 0.05, True)[0] == "medium"  # flat optimum
+    assert decide_confidence(1.5, True, 0.3, 0.05, True)[0] == "low"
+    level, reasons = decide_confidence(0.2, False, 0.3, 0.05, False)
+    assert level == "low" and "never fell" in reasons[0]
+
+
+def test_find_lr_on_a_scripted_probe() -> None:
+    probe = FakeProbe(edges=[3e-2, 4e-2, 2.5e-2], optimum=3e-3, noise=0.01)
+    res = find_lr(probe)
+    assert res.method == "validated"
+    assert abs(math.log10(res.suggested / 3e-3)) < 0.3
+    assert res.low <= res.suggested <= res.high
+    assert res.confidence == "high" and res.spread_decades < 0.5
+    assert len(probe.calls) <= 8  # 3 candidates, extensions, refinements, one re-run
+
+
+def test_find_lr_moves_down_from_a_cliff_and_reports_disagreement() -> None:
+    probe = FakeProbe(edges=[1e-1, 1e-3, 3e-2], optimum=1e-2, cliff=1.2e-2)
+    res = find_lr(probe)
+    assert res.suggested <= 1.2e-2 and res.suggested > 1e-3
+    assert res.spread_decades == pytest.approx(2.0, abs=0.3)
+    assert res.confidence == "low"
+    sweep_only = find_lr(probe, validate=False)
+    assert sweep_only.method == "sweep" and sweep_only.tried == {}
