@@ -23,6 +23,7 @@ _LAZY = {
     "init_output_bias": "nnrecipe.skeleton.init_bias",
     "RunResult": "nnrecipe.core.results",
     "watch": "nnrecipe.train.watch",
+    "lr_find": "nnrecipe.overfit.finder",
 }
 
 
