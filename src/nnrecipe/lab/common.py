@@ -212,6 +212,29 @@ def train_watched(data: Data, model: Callable[..., nn.Module], *,
     return Watched(net, history, rec, diagnose(rec, extras))
 
 
+def watch(model: nn.Module, optimizer: torch.optim.Optimizer) -> Any:
+    """The train stage's Monitor attached to a plain loop: call ``.record_loss(v)`` each step
+    (``sgd_steps(on_step=lambda i, v: mon.record_loss(v))``), then :func:`diagnosed`."""
+    from nnrecipe.train import Monitor
+
+    return Monitor().attach(model, optimizer)
+
+
+def diagnosed(monitor: Any) -> list[dict[str, str]]:
+    """Detach the monitor and run the train stage's detectors over what it recorded."""
+    from nnrecipe.train import Extras, diagnose
+
+    monitor.detach()
+    diagnosis = diagnose(monitor.recording, Extras(where="this lab run"))
+    return [{"code": f.code, "severity": f.severity.value, "message": f.message}
+            for f in diagnosis.findings]
+
+
+def fired(findings: list[dict[str, str]]) -> str:
+    """'code, code' or 'no finding'."""
+    return ", ".join(f["code"] for f in findings) or "no finding"
+
+
 def linear_baseline(data: Data) -> dict[str, dict[str, float]]:
     """The skeleton stage's linear baseline, computed directly: logistic regression's
     validation loss and accuracy, in ``ctx.state["baselines"]`` shape."""

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import evaluate, fmt, load, mlp, sgd_steps
+from nnrecipe.lab.common import diagnosed, evaluate, fired, fmt, load, mlp, sgd_steps, watch
 from nnrecipe.report.plots import COLORS, new_figure
 
 LEAKY_SLOPE = 0.01
@@ -186,7 +186,10 @@ def measure_dead(lab: Lab, hidden: int = 64, depth: int = 3, burn_epochs: int = 
             model = mlp(data.features, data.classes, hidden=hidden, depth=depth, act=act)
             run: Numbers = {"dead_init": dead_fractions(model, data.X)}
             opt = torch.optim.Adam(model.parameters(), lr=DEAD_BIG_LR)
-            sgd_steps(model, opt, data.X, data.y, batch_size=32, epochs=burn_epochs, seed=lab.seed)
+            mon = watch(model, opt)  # the train stage's monitor, as `nnrecipe train` runs it
+            sgd_steps(model, opt, data.X, data.y, batch_size=32, epochs=burn_epochs, seed=lab.seed,
+                      on_step=lambda i, v, mon=mon: mon.record_loss(v))
+            run["findings"] = diagnosed(mon)
             task.advance()
             run["dead_after_big_lr"] = dead_fractions(model, data.X)
             run["zero_grad_after_big_lr"] = _zero_grad_units(model, data.X, data.y)
@@ -202,9 +205,10 @@ def measure_dead(lab: Lab, hidden: int = 64, depth: int = 3, burn_epochs: int = 
     torch.manual_seed(lab.seed)
     model = mlp(data.features, data.classes, hidden=hidden, depth=depth)
     opt = torch.optim.Adam(model.parameters(), lr=DEAD_LR)
+    mon = watch(model, opt)
     sgd_steps(model, opt, data.X, data.y, batch_size=32, epochs=burn_epochs + recover_epochs,
-              seed=lab.seed)
-    out["healthy"] = {"dead": dead_fractions(model, data.X),
+              seed=lab.seed, on_step=lambda i, v: mon.record_loss(v))
+    out["healthy"] = {"dead": dead_fractions(model, data.X), "findings": diagnosed(mon),
                       "val_accuracy": evaluate(model, data.Xv, data.yv)["accuracy"]}
     return out
 
@@ -229,6 +233,9 @@ def conclude_dead(n: Numbers) -> Conclusion:
         f"{leaky['val_accuracy']:.1%}",
         f"the same ReLU net at {DEAD_LR:g} throughout: at most {healthy_dead:.0%} dead, "
         f"validation accuracy {healthy['val_accuracy']:.1%}",
+        f"nnrecipe's monitor during the lr-{DEAD_BIG_LR:g} phase: {fired(relu.get('findings', []))} "
+        f"(ReLU), {fired(leaky.get('findings', []))} (leaky ReLU: its hooks watch ReLU units "
+        f"only); on the healthy run: {fired(healthy.get('findings', []))}",
     ]
     shown = relu_dead >= 0.3 and relu_zero >= 0.3 and leaky_zero == 0.0 and healthy_dead < relu_dead
     if shown:

@@ -188,6 +188,7 @@ def measure_diagnostics(lab: Lab, rows: tuple[str, ...] = ROW_NAMES) -> Numbers:
                 "name": row.name, "symptom": row.symptom, "setup": row.setup,
                 "expected": list(row.expected), "raised": raised, "findings": w.findings(),
                 "diagnosed": hit, "losses": w.history.step_losses[:2000],
+                "val": w.history.val_losses(), "epoch_steps": [e.steps for e in w.history.epochs],
                 "final_train": w.history.train_losses()[-1] if w.history.epochs else float("nan"),
                 "stopped": w.history.stopped_reason})
             task.advance()
@@ -223,18 +224,25 @@ def draw_diagnostics(n: Numbers) -> list[Plot]:
     nrows = int(np.ceil(len(rows) / cols))
     fig, axes = new_figure(width=12, height=2.3 * nrows, ncols=cols, nrows=nrows)
     for ax, r in zip(axes, rows, strict=False):
-        losses = np.asarray([v if np.isfinite(v) else np.nan for v in r["losses"]], dtype=float)
-        ax.plot(np.minimum(losses, 20), color=COLORS[0] if r["diagnosed"] else COLORS[1], lw=0.7)
+        first = r["losses"][0] if r["losses"] and np.isfinite(r["losses"][0]) else 1.0
+        losses = np.asarray([v / first if np.isfinite(v) else np.nan for v in r["losses"]])
+        ax.plot(np.clip(losses, 1e-3, 1e3), color=COLORS[0] if r["diagnosed"] else COLORS[1],
+                lw=0.7, label="training (steps)")
+        val = np.asarray([v / first if np.isfinite(v) else np.nan for v in r["val"]])
+        ax.plot(r["epoch_steps"][:len(val)], np.clip(val, 1e-3, 1e3), "o-", ms=2.5, lw=1,
+                color=COLORS[3], label="validation (epochs)")
         ax.set_title(r["name"], fontsize=8)
         ax.set_yscale("log")
-        ax.tick_params(labelsize=6)
+        ax.tick_params(which="both", labelsize=6)
         ax.text(0.02, 0.04, ", ".join(r["raised"]) or "no finding", transform=ax.transAxes,
                 fontsize=6, color=COLORS[5])
         ax.grid(alpha=0.3)
     for ax in axes[len(rows):]:
         ax.axis("off")
-    return [Plot("The training loss of every row, with what nnrecipe raised", fig,
-                 "step losses (log scale, capped at 20); red: not diagnosed as expected")]
+    axes[0].legend(fontsize=6, loc="upper right")
+    return [Plot("The loss of every row, with what nnrecipe raised", fig,
+                 "loss / first training loss, log scale, clipped to [1e-3, 1e3]; red: not "
+                 "diagnosed as expected")]
 
 
 def table_diagnostics(n: Numbers) -> tuple[list[str], list[list[Any]]]:

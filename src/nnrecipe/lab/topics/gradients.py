@@ -11,7 +11,18 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import context_for, evaluate, fmt, load, mlp, sgd_steps, smooth
+from nnrecipe.lab.common import (
+    context_for,
+    diagnosed,
+    evaluate,
+    fired,
+    fmt,
+    load,
+    mlp,
+    sgd_steps,
+    smooth,
+    watch,
+)
 from nnrecipe.report.plots import COLORS, new_figure
 
 # ------------------------------------------------------------------------ skip connections
@@ -54,9 +65,11 @@ def measure_skip(lab: Lab, depth: int = 20, width: int = 32, epochs: int = 5) ->
             # SGD with momentum at 0.01: stable for the residual net (3 seeds), and a fair
             # rate for the plain one, which does not move at any rate we tried (0.01-0.1)
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            mon = watch(model, opt)
             losses = sgd_steps(model, opt, data.X, data.y, batch_size=64, epochs=epochs,
-                               seed=lab.seed)
+                               seed=lab.seed, on_step=lambda i, v, mon=mon: mon.record_loss(v))
             out["runs"][name] = {
+                "findings": diagnosed(mon),
                 "grad_norms_init": init_norms,
                 "grad_norms_trained": block_grad_norms(model, data.X[:256], data.y[:256]),
                 "losses": losses,
@@ -83,6 +96,8 @@ def conclude_skip(n: Numbers) -> Conclusion:
         f"after {n['epochs']} epochs: training loss {fmt(lp)} and validation accuracy "
         f"{plain['val_accuracy']:.1%} (plain) vs {fmt(lr_)} and {res['val_accuracy']:.1%} "
         f"(residual); chance is {1 / 10:.0%}",
+        f"nnrecipe's monitor: {fired(plain.get('findings', []))} (plain), "
+        f"{fired(res.get('findings', []))} (residual)",
     ]
     shown = rp < 1e-3 * rr and lr_ < lp and res["val_accuracy"] > plain["val_accuracy"]
     if shown:
@@ -146,6 +161,7 @@ def _regression_data(seed: int, n: int = 512, d: int = 10) -> tuple[torch.Tensor
 
 def measure_exploding(lab: Lab, epochs: int = 20) -> Numbers:
     from nnrecipe.core.fit import fit
+    from nnrecipe.train import Extras, Monitor, diagnose
 
     X, y = _regression_data(lab.seed)
     arms = {"targets scaled": (1.0, None), f"raw targets (x{TARGET_SCALE:g})": (TARGET_SCALE, None),
@@ -164,19 +180,26 @@ def measure_exploding(lab: Lab, epochs: int = 20) -> Numbers:
             def record(o: Any, args: Any, kwargs: Any, model: nn.Module = model,
                        norms: list[float] = norms) -> None:
                 gs = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
-                norms.append(float(torch.stack(gs).norm()))
+                norms.append(float(torch.stack(gs).norm()) if gs else math.nan)
 
             handle = opt.register_step_pre_hook(record)  # before fit's clip hook: raw norms
+            mon = Monitor()  # the train stage's monitor: it also guards non-finite updates
             history = fit(ctx, model, optimizer=opt, epochs=epochs, grad_clip=clip,
-                          val_split=None, restore_best=False, description=name)
+                          val_split=None, restore_best=False, description=name,
+                          callbacks=[mon])
             handle.remove()
             losses = history.step_losses
             out["runs"][name] = {
                 "scale": scale, "clip": clip, "grad_norms": norms,
                 "relative_losses": [v / scale**2 for v in losses],
                 "stopped": history.stopped_reason,
-                "nonfinite": any(not math.isfinite(v) for v in losses + norms),
+                "nonfinite": any(not math.isfinite(v) for v in losses + norms)
+                or mon.recording.nonfinite is not None,
+                "findings": diagnose(mon.recording, Extras(where="this lab run")).findings,
             }
+            out["runs"][name]["findings"] = [{"code": f.code, "severity": f.severity.value,
+                                              "message": f.message}
+                                             for f in out["runs"][name]["findings"]]
             task.advance()
     return out
 
@@ -194,7 +217,8 @@ def conclude_exploding(n: Numbers) -> Conclusion:
         gmax = max((g for g in run["grad_norms"] if math.isfinite(g)), default=math.nan)
         obs.append(f"{name}: largest finite gradient norm {fmt(gmax)}, "
                    f"{'a non-finite value appeared' if run['nonfinite'] else 'all values finite'}, "
-                   f"final loss / initial loss {fmt(_final(run) / run['relative_losses'][0])}")
+                   f"final loss / initial loss {fmt(_final(run) / run['relative_losses'][0])}; "
+                   f"nnrecipe's monitor: {fired(run.get('findings', []))}")
     first = raw["relative_losses"][0]
     raw_diverged = raw["nonfinite"] or _final(raw) > 10 * first
     clipped_ok = not clipped["nonfinite"] and _final(clipped) < 0.5 * clipped["relative_losses"][0]

@@ -12,7 +12,16 @@ from torch import nn
 
 from nnrecipe.core.fit import Callback
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import evaluate, fmt, load, mlp, sgd_steps, smooth, train
+from nnrecipe.lab.common import (
+    evaluate,
+    fired,
+    fmt,
+    load,
+    mlp,
+    sgd_steps,
+    smooth,
+    train_watched,
+)
 from nnrecipe.report.plots import COLORS, new_figure
 
 LN10 = math.log(10)  # the loss of a uniform guess over digits' 10 classes
@@ -55,11 +64,12 @@ def measure_lr(lab: Lab, epochs: int = 10, arms: dict[str, float] | None = None)
     with lab.task("learning rates", len(arms)) as task:
         for name, lr in arms.items():
             ratio = UpdateRatio()
-            model, history = train(data, lambda: mlp(data.features, data.classes, hidden=64,
-                                                     depth=2),
-                                   optimizer=lambda p, lr=lr: torch.optim.SGD(p, lr=lr),
-                                   epochs=epochs, seed=lab.seed, callbacks=[ratio])
+            w = train_watched(data, lambda: mlp(data.features, data.classes, hidden=64, depth=2),
+                              optimizer=lambda p, lr=lr: torch.optim.SGD(p, lr=lr),
+                              epochs=epochs, seed=lab.seed, callbacks=[ratio])
+            model, history = w.model, w.history
             out["runs"][name] = {
+                "findings": w.findings(),
                 "lr": lr, "epoch_train_loss": history.train_losses(),
                 "step_losses": history.step_losses, "stopped": history.stopped_reason,
                 "val_accuracy": evaluate(model, data.Xv, data.yv)["accuracy"],
@@ -85,7 +95,8 @@ def conclude_lr(n: Numbers) -> Conclusion:
             f"final epoch loss {fmt(_last(ep))}"
         obs.append(f"{name} (lr {r['lr']:g}): first epoch {fmt(ep[0])}, {state}; the epoch "
                    f"loss rose in {rises[name]} of {len(ep) - 1} epochs; validation accuracy "
-                   f"{r['val_accuracy']:.0%}; median update/weight ratio {fmt(r['update_ratio'])}")
+                   f"{r['val_accuracy']:.0%}; median update/weight ratio {fmt(r['update_ratio'])}; "
+                   f"nnrecipe's monitor: {fired(r.get('findings', []))}")
     low_ep = low["epoch_train_loss"]
     low_slow = _last(low_ep) > 0.5 * LN10 and _last(low_ep) < low_ep[0]
     high_bad = _last(high["epoch_train_loss"]) > 0.9 * LN10 or high["stopped"] != "completed"
@@ -165,13 +176,15 @@ def measure_warmup(lab: Lab, epochs: int = 3, lr: float = WARMUP_LR,
         for name, sched in (("no warmup", None), (f"{warmup}-step warmup",
                                                   warmup_schedule(warmup))):
             ratio = UpdateRatio()
-            model, history = train(
+            w = train_watched(
                 data, lambda: mlp(data.features, data.classes, hidden=64, depth=6,
                                   norm=nn.LayerNorm),
                 optimizer=lambda p: torch.optim.Adam(p, lr=lr), epochs=epochs, seed=lab.seed,
                 scheduler=sched, callbacks=[ratio])
+            model, history = w.model, w.history
             losses = history.step_losses
             out["runs"][name] = {
+                "findings": w.findings(),
                 "step_losses": losses, "lrs": history.step_lrs,
                 "update_ratios": ratio.ratios,
                 "early_max_loss": max(losses[:warmup]),
@@ -188,7 +201,8 @@ def conclude_warmup(n: Numbers) -> Conclusion:
     first = [float(np.mean(r["update_ratios"][:5])) for r in (cold, warm)]
     obs = [f"{name}: largest loss in the first {n['warmup']} steps {fmt(r['early_max_loss'])}, "
            f"mean update/weight ratio over the first 5 steps {fmt(f)}, final loss "
-           f"{fmt(r['final_loss'])}, validation accuracy {r['val_accuracy']:.1%}"
+           f"{fmt(r['final_loss'])}, validation accuracy {r['val_accuracy']:.1%}; nnrecipe's "
+           f"monitor: {fired(r.get('findings', []))}"
            for name, r, f in zip(names, (cold, warm), first, strict=False)]
     shown = warm["final_loss"] < cold["final_loss"] - 0.2 and \
         warm["val_accuracy"] > cold["val_accuracy"]
