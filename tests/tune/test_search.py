@@ -113,7 +113,7 @@ def test_search_finds_settings_and_keeps_models(tmp_path: Path) -> None:
 
 
 def test_hopeless_trials_are_pruned() -> None:
-    # Trials 0-2 learn (lr 1e-2), later ones cannot (lr 1e-7): the median pruner stops those
+    # Trials 0-2 learn (lr 1e-2), later ones cannot (lr 1e-7): the pruner stops those
     # once 3 trials are complete and a third of the epochs (2 of 6) are done.
     def space(trial: optuna.Trial) -> dict[str, Any]:
         return {"lr": 1e-2 if trial.number < 3 else 1e-7}

@@ -216,7 +216,15 @@ class FirstLayerFilters(Check):
         X, _ = ctx.tensors("train", limit=2)
         if not X.is_floating_point():
             return "inputs are not floating point (token ids?): no image filters"
+        if not self._stored_weights(ctx):
+            return budget.skip_reason(ctx)  # it would have to train a model itself
         return None
+
+    @staticmethod
+    def _stored_weights(ctx: Context) -> bool:
+        train = ctx.state.get("train") or {}
+        ref = (ctx.state.get("regularize") or {}).get("reference") or {}
+        return train.get("state_dict") is not None or ref.get("state_dict") is not None
 
     def run(self, ctx: Context) -> list[Finding]:
         X, _ = ctx.tensors("train", limit=min(8, ctx.experiment.batch_size))
@@ -254,6 +262,9 @@ class FirstLayerFilters(Check):
                                           f"{v.score:.2f} (noise ~1.0)"))
         if not v.noise_like:
             return []
+        if self.cut_short:
+            ctx.record("verdict", "no finding: the training run was cut short by the budget")
+            return []
         return [self.finding(
             f"the first layer `{layer.name}` ({len(layer.images)} {layer.kind} filters of "
             f"{layer.kernels.shape[1]}x{layer.kernels.shape[2]}) looks like noise after "
@@ -265,6 +276,7 @@ class FirstLayerFilters(Check):
              "untrained_score": init_score})]
 
     def _trained_model(self, ctx: Context) -> tuple[nn.Module, str]:
+        self.cut_short = False
         train = ctx.state.get("train") or {}
         if train.get("state_dict"):
             model = ctx.fresh_model()
@@ -277,6 +289,7 @@ class FirstLayerFilters(Check):
             return rebuild(ctx, ref["settings"], ref["state_dict"]), \
                 "the regularize stage's reference run"
         model = ctx.fresh_model()
-        fit(ctx, model, time_budget_s=budget.allowance(ctx, 0.2), description="training for "
-            "the first-layer filters")
+        history = fit(ctx, model, time_budget_s=budget.allowance(ctx, 0.2),
+                      description="training for the first-layer filters")
+        self.cut_short = "budget" in history.stopped_reason
         return model, "a training run of this check"

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter
 from torch import nn
 
 from nnrecipe.core import budget
@@ -527,6 +528,9 @@ class RegularizationLadder(Check):
                 ax.plot([2 * curve.n], [curve.error_2x], "s", color=COLORS[1],
                         label="predicted at 2x data")
         ax.set_xscale("log")
+        ticks = sorted({*(int(n) for n in ns), 2 * curve.n})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         what = "error (1 - accuracy)" if self.metric.name == "accuracy" else "loss"
         ax.set(xlabel="training samples", ylabel=f"validation {what}",
                title="Learning curve: would more data help?")

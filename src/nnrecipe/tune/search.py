@@ -2,9 +2,9 @@
 
 Each trial trains a fresh model (seeded by the trial number) for ``tune_epochs`` (default:
 the experiment's epochs) with the trial's settings (:mod:`.space`), reports the validation
-objective after every epoch, and is stopped when the pruner (Optuna's ``MedianPruner``: worse
-than the median of earlier trials at the same epoch, after a third of the epochs and 3
-complete trials) calls it hopeless. The objective is the validation loss of the best epoch
+objective after every epoch, and is stopped when the pruner (Optuna's ``PercentilePruner``:
+in the worst quarter of the complete trials at the same epoch, after a third of the epochs
+and 3 complete trials) calls it hopeless. The objective is the validation loss of the best epoch
 (``options["tune_metric"] = "accuracy"`` maximises accuracy instead); the best epoch's weights
 are the trial's model.
 
@@ -59,7 +59,14 @@ DEFAULT_TRIALS = 8  # small: `nnrecipe run`/the demo must finish in minutes; --t
 BUDGET_SHARE = 0.8  # of the time left when the search starts; the ensemble follows
 TOP_K = 5  # models kept for the ensemble: the recipe's limit
 PRUNER_STARTUP = 3  # complete trials before anything is pruned
+# Prune only the hopeless: a trial whose best validation value so far is worse than the 75th
+# percentile of the others' at the same epoch (the worst quarter). The median pruner stops
+# half of all trials; with the few trials a small budget allows, the median of 3-5 curves is
+# a noisy bar, and on the demo it stopped 5 of 8 trials including ones at 0.06 val loss
+# where the user's own settings finish at 0.073.
+PRUNE_PERCENTILE = 75.0
 EDGE = 0.05  # a best value within 5% (in log space) of a range's end is "at the edge"
+OFF_AT_BOTTOM = ("decay", "dropout")
 # What counts towards --trials: a failed trial (an error, or Ctrl-C) is retried on resume.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which worker ran a trial (shared studies)
@@ -215,6 +222,8 @@ def at_edge(trial: optuna.trial.FrozenTrial) -> list[str]:
             pos = (math.log(v) - math.log(low)) / (math.log(high) - math.log(low))
         else:
             pos = (v - low) / (high - low)
+        if pos < EDGE and any(w in name for w in OFF_AT_BOTTOM):
+            continue  # the bottom of a decay or dropout range means "off", not "go lower"
         if pos < EDGE or pos > 1 - EDGE:
             out.append(f"{name}={v:.3g} ({'bottom' if pos < EDGE else 'top'} of {low:g}..{high:g})")
     return out
@@ -252,8 +261,9 @@ class HyperparameterSearch(Check):
                 storage=storage, study_name=name, load_if_exists=True,
                 direction="maximize" if maximize else "minimize",
                 sampler=make_sampler(sampler_name, ctx.seed, n_trials),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP,
-                                                   n_warmup_steps=max(1, epochs // 3)))
+                pruner=optuna.pruners.PercentilePruner(
+                    PRUNE_PERCENTILE, n_startup_trials=PRUNER_STARTUP,
+                    n_warmup_steps=max(1, epochs // 3)))
             before = len(study.get_trials(deepcopy=False, states=FINISHED))
             if not study.get_trials(deepcopy=False):
                 for params in space.starts:
@@ -268,8 +278,9 @@ class HyperparameterSearch(Check):
         ctx.record("study", name)
         ctx.record("storage", where)
         ctx.record("sampler", WHY.get(sampler_name, sampler_name))
-        ctx.record("pruner", f"MedianPruner(n_startup_trials={PRUNER_STARTUP}, "
-                             f"n_warmup_steps={max(1, epochs // 3)})")
+        ctx.record("pruner", f"PercentilePruner({PRUNE_PERCENTILE:g}, n_startup_trials="
+                             f"{PRUNER_STARTUP}, n_warmup_steps={max(1, epochs // 3)}): the "
+                             "worst quarter at each epoch is stopped")
         ctx.record("objective", f"validation {key} of the best epoch "
                                 f"({'maximise' if maximize else 'minimise'})")
         ctx.record("trials_target", n_trials)
