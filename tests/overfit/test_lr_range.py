@@ -44,8 +44,9 @@ class FakeProbe:
     around ``optimum`` with a cliff (diverging) above ``cliff``."""
 
     def __init__(self, edges: list[float], optimum: float, cliff: float = math.inf,
-                 noise: float = 0.0) -> None:
+                 noise: float = 0.0, flaky_cliff: float = math.inf) -> None:
         self.edges, self.optimum, self.cliff, self.noise = edges, optimum, cliff, noise
+        self.flaky_cliff = flaky_cliff  # odd seeds diverge above this rate
         self.calls: list[float] = []
 
     def sweep(self, seed: int, start_lr: float, end_lr: float, num_steps: int) -> Sweep:
@@ -53,7 +54,7 @@ class FakeProbe:
 
     def short_run(self, lr: float, seed: int) -> ShortRun:
         self.calls.append(lr)
-        if lr > self.cliff:
+        if lr > self.cliff or (seed % 2 and lr > self.flaky_cliff):
             return ShortRun(lr, math.nan, [1.0, math.nan], [], seed, "non-finite")
         val = 0.1 + 0.05 * math.log10(lr / self.optimum) ** 2
         val *= 1 + self.noise * (1 if seed % 2 else -1)
@@ -131,3 +132,21 @@ def test_find_lr_moves_down_from_a_cliff_and_reports_disagreement() -> None:
     assert res.confidence == "low"
     sweep_only = find_lr(probe, validate=False)
     assert sweep_only.method == "sweep" and sweep_only.tried == {}
+
+
+def test_find_lr_out_of_time_falls_back_to_the_sweeps() -> None:
+    probe = FakeProbe(edges=[3e-2], optimum=3e-3)
+    res = find_lr(probe, repeats=1, out_of_time=lambda: True)
+    assert res.method == "sweep" and probe.calls == [] and res.confidence == "low"
+    assert res.suggested == pytest.approx(res.edge_lrs[0] / 10)
+    calls = iter([False, False, True])
+    res = find_lr(FakeProbe(edges=[3e-2], optimum=3e-3), repeats=1,
+                  out_of_time=lambda: next(calls, True))
+    assert res.method == "validated" and len(res.tried) == 2 and math.isnan(res.noise)
+
+
+def test_a_best_rate_that_diverges_with_another_seed_is_dropped() -> None:
+    probe = FakeProbe(edges=[3e-2], optimum=3e-3, flaky_cliff=1e-3)
+    res = find_lr(probe, repeats=1)
+    assert res.suggested < 2.5e-3 and math.isinf(res.noise) and res.confidence == "low"
+    assert any("diverged when re-run" in r for r in res.reasons)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from nnrecipe.core import budget
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
@@ -30,6 +31,7 @@ from nnrecipe.report.plots import COLORS, new_figure
 SUBSET = 512  # samples to memorise: enough that it takes capacity, few enough to be quick
 MAX_STEPS = 300
 SIZE_FACTORS = (0.25, 0.5, 1.0, 2.0)
+BUDGET_SHARE = 0.1  # of the time left under `run --budget`
 # "Near zero": the training loss on the subset must fall to 10% of its value at init. The
 # healthy examples (digits CNN at width 4..32, the toys' MLPs) reach 0.1-2% within 300 steps
 # (measured); models without the capacity (a linear model on a non-linear task, a 1-unit
@@ -128,6 +130,10 @@ class Capacity(Check):
     title = f"A model large enough to overfit: training loss on {SUBSET} samples falls to ~zero"
     order = 20
     emits = ("underfitting",)
+    _time_per_size: float | None = None  # under `run --budget`
+
+    def applies(self, ctx: Context) -> str | None:
+        return budget.skip_reason(ctx)
 
     def run(self, ctx: Context) -> list[Finding]:
         exp = ctx.experiment
@@ -138,6 +144,9 @@ class Capacity(Check):
         sizes: list[Any] = capacity_sizes(exp.capacity_default) \
             if arg and exp.capacity_default is not None else [None]
         steps = int(ctx.options.get("capacity_steps", MAX_STEPS))
+        allowance = budget.allowance(ctx, BUDGET_SHARE)
+        self._time_per_size = None if allowance is None else \
+            max(budget.MIN_USEFUL_S, allowance / (2 * len(sizes)))
         # The experiment's own optimizer first (constant rate, the recipe's safe default); if
         # nothing memorises the subset, the range test's suggestion, to tell "too small a
         # model" from "too small a rate".
@@ -204,6 +213,7 @@ class Capacity(Check):
             per_epoch = math.ceil(len(subset) / exp.batch_size)
             h = fit(ctx, model, optimizer=opt, epochs=math.ceil(steps / per_epoch),
                     max_steps=steps, train_indices=subset, val_split=None, callbacks=[cb],
+                    time_budget_s=self._time_per_size,
                     description=f"capacity {arg}={size}" if arg else "capacity")
             out.curves[size] = cb.curve
             out.final[size] = cb.curve[-1][1] if cb.curve else math.nan

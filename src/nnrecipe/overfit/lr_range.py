@@ -354,11 +354,11 @@ class LRSuggestion:
     high: float
     confidence: str  # "high" | "medium" | "low"
     reasons: list[str]
-    edge_lrs: list[float]  # per sweep
-    spread_decades: float
-    tried: dict[float, float]  # candidate rate -> held-out loss (empty without validation)
-    noise: float  # relative run-to-run noise of the held-out loss at the suggestion
-    method: str  # "validated" | "sweep"
+    edge_lrs: list[float] = field(default_factory=list)  # per sweep
+    spread_decades: float = math.nan
+    tried: dict[float, float] = field(default_factory=dict)  # rate -> held-out loss
+    noise: float = math.nan  # relative run-to-run noise of the held-out loss at the suggestion
+    method: str = "sweep"  # "validated" | "sweep"
     sweeps: list[Sweep] = field(default_factory=list)
     runs: list[ShortRun] = field(default_factory=list)
     stats: list[SweepStats] = field(default_factory=list)
@@ -394,6 +394,10 @@ def decide_confidence(spread: float, boundary: bool, margin: float | None, noise
     if boundary:
         reasons.append("the best rate is at the edge of the rates tried")
         score -= 1
+    if math.isinf(noise):
+        reasons.append("the best rate diverged when re-run with another seed, so the next "
+                       "best is suggested")
+        score -= 2
     if margin is not None and math.isfinite(noise):
         if margin < noise:
             reasons.append(f"neighbouring rates are within the run-to-run noise "
@@ -409,8 +413,12 @@ def decide_confidence(spread: float, boundary: bool, margin: float | None, noise
 def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_LR,
             end_lr: float = DEFAULT_END_LR, num_steps: int = DEFAULT_SWEEP_STEPS,
             validate: bool = True, seed: int = 0,
-            progress: Callable[[str], None] | None = None) -> LRSuggestion:
-    """Repeat the sweep, then (``validate``) train briefly at candidate rates and choose."""
+            out_of_time: Callable[[], bool] | None = None) -> LRSuggestion:
+    """Repeat the sweep, then (``validate``) train briefly at candidate rates and choose.
+
+    ``out_of_time()`` is asked before each short run; once it says yes, the choice is made
+    from the runs done so far (from the sweeps alone if there are none).
+    """
     sweeps = [probe.sweep(seed + i, start_lr, end_lr, num_steps) for i in range(repeats)]
     stats = [sweep_stats(s) for s in sweeps]
     usable = [st for st in stats if math.isfinite(st.edge_lr)]
@@ -418,65 +426,96 @@ def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_L
     edge = log_median(edges) if edges else math.nan
     spread = log_spread(edges)
     any_fell = any(st.fell for st in usable)
+    base = {"edge_lrs": edges, "spread_decades": spread, "sweeps": sweeps, "stats": stats}
     if not math.isfinite(edge):
         return LRSuggestion(math.nan, math.nan, math.nan, "low",
-                            ["no sweep produced a finite loss curve"], edges, spread, {},
-                            math.nan, "sweep", sweeps, [], stats)
+                            ["no sweep produced a finite loss curve"], tried={}, noise=math.nan,
+                            method="sweep", **base)
     if not validate:
-        sugg = edge * 10 ** -1.0
-        level, reasons = decide_confidence(spread, False, None, math.nan, any_fell)
-        return LRSuggestion(sugg, edge * 10 ** -1.5, edge * 10 ** -0.5, level,
-                            [f"a tenth of the median edge {edge:.3g}", *reasons], edges, spread,
-                            {}, math.nan, "sweep", sweeps, [], stats)
-
-    runs: list[ShortRun] = []
-    tried: dict[float, float] = {}
-
-    def run(lr: float) -> None:
-        if progress is not None:
-            progress(f"short run at lr={lr:.3g}")
-        r = probe.short_run(lr, seed)
-        runs.append(r)
-        tried[lr] = r.val_loss
-
-    for lr in candidate_lrs(edge):
-        run(lr)
-    for _ in range(MAX_EXTENSIONS):
-        nxt = extension(tried)
-        if nxt is None:
-            break
-        run(nxt)
-    boundary = extension(tried) is not None
+        return _from_sweeps(edge, any_fell, base, "")
     # Differences below a thousandth of the loss at init are ties (a trivially separable
     # task reaches ~0 held-out loss at many rates; 1e-9 vs 1e-6 means nothing).
     initials = [st.initial_loss for st in usable if math.isfinite(st.initial_loss)]
     floor = TIE_FRACTION * abs(float(np.median(initials))) if initials else 0.0
-    for _ in range(MAX_REFINEMENTS):
-        mid = refinement(tried, floor)
-        if mid is None:
-            break
-        run(mid)
+    out_of_time = out_of_time or (lambda: False)
+    tried, runs, boundary = _validate(probe, edge, seed, floor, out_of_time)
+    if not tried:
+        return _from_sweeps(edge, any_fell, base, "no time was left for validation runs")
     finite = {lr: v for lr, v in tried.items() if math.isfinite(v)}
     if not finite:
-        return LRSuggestion(min(tried), math.nan, math.nan, "low",
-                            ["every short run diverged"], edges, spread, tried, math.nan,
-                            "validated", sweeps, runs, stats)
+        low = min(tried)
+        return LRSuggestion(low / 10, low / 100, low / 10, "low",
+                            [f"every short run diverged (the lowest at {low:.3g}): a tenth of "
+                             "the lowest rate tried"], tried=tried, noise=math.nan,
+                            method="validated", runs=runs, **base)
     best = best_tried(tried, floor)
-    again = probe.short_run(best, seed + 1)
-    runs.append(again)
+    again = probe.short_run(best, seed + 1) if not out_of_time() else None
+    if again is not None:
+        runs.append(again)
     scale = max(abs(finite[best]), floor, 1e-12)
-    noise = abs(again.val_loss - finite[best]) / scale if math.isfinite(again.val_loss) \
-        else math.inf
+    if again is None:
+        noise = math.nan  # not measured (out of time)
+    elif math.isfinite(again.val_loss):
+        noise = abs(again.val_loss - finite[best]) / scale
+    else:  # the same rate diverged with another seed: too close to the edge; step down
+        noise = math.inf
+        tried[best] = math.nan
+        finite.pop(best)
+        if not finite:
+            return LRSuggestion(best / 10, best / 100, best / 10, "low",
+                                [f"the only rate that trained ({best:.3g}) diverged with "
+                                 "another seed: a tenth of it"], tried=tried, noise=noise,
+                                method="validated", runs=runs, **base)
+        best = best_tried(tried, floor)
+        scale = max(abs(finite[best]), floor, 1e-12)
     ranked = sorted(finite)
     i = ranked.index(best)
     neigh = [finite[ranked[j]] for j in (i - 1, i + 1) if 0 <= j < len(ranked)]
     margin = (min(neigh) - finite[best]) / scale if neigh else None
     tol = max(RANGE_TOLERANCE, 2 * noise) if math.isfinite(noise) else RANGE_TOLERANCE
     low, high = plausible_range(finite, tol * scale)
-    low, high = min(low, best), max(high, best)
     level, reasons = decide_confidence(spread, boundary, margin, noise, any_fell)
     reasons.insert(0, f"the best held-out loss around it ({finite[best]:.4g} at this rate) "
                       f"among {len(finite)} short runs at rates from {ranked[0]:.2g} to "
                       f"{ranked[-1]:.2g} (median sweep edge {edge:.3g})")
-    return LRSuggestion(best, low, high, level, reasons, edges, spread, tried, noise,
-                        "validated", sweeps, runs, stats)
+    return LRSuggestion(best, min(low, best), max(high, best), level, reasons, tried=tried,
+                        noise=noise, method="validated", runs=runs, **base)
+
+
+def _from_sweeps(edge: float, any_fell: bool, base: dict[str, Any], why: str) -> LRSuggestion:
+    level, reasons = decide_confidence(base["spread_decades"], False, None, math.nan, any_fell)
+    head = f"a tenth of the median sweep edge {edge:.3g}" + (f" ({why})" if why else "")
+    return LRSuggestion(edge * 10 ** -1.0, edge * 10 ** -1.5, edge * 10 ** -0.5,
+                        "low" if why else level, [head, *reasons], tried={}, noise=math.nan,
+                        method="sweep", **base)
+
+
+def _validate(probe: Probe, edge: float, seed: int, floor: float,
+              out_of_time: Callable[[], bool]
+              ) -> tuple[dict[float, float], list[ShortRun], bool]:
+    """Short runs at the candidates, outward while the best is at the boundary, then at the
+    robust choice while it falls between rates tried. Returns (tried, runs, at_boundary)."""
+    runs: list[ShortRun] = []
+    tried: dict[float, float] = {}
+
+    def run(lr: float) -> bool:
+        if out_of_time():
+            return False
+        r = probe.short_run(lr, seed)
+        runs.append(r)
+        tried[lr] = r.val_loss
+        return True
+
+    for lr in candidate_lrs(edge):
+        if not run(lr):
+            return tried, runs, True
+    for _ in range(MAX_EXTENSIONS):
+        nxt = extension(tried)
+        if nxt is None or not run(nxt):
+            break
+    boundary = extension(tried) is not None
+    for _ in range(MAX_REFINEMENTS):
+        mid = refinement(tried, floor)
+        if mid is None or not run(mid):
+            break
+    return tried, runs, boundary

@@ -1,5 +1,9 @@
 """``lr-suggestion``: the learning-rate range test, on fresh models, with the user's step.
 
+Options (``ctx.options`` / ``Experiment.options``): ``lr_sweeps`` (3), ``lr_sweep_steps``
+(100), ``lr_start`` / ``lr_end`` (1e-7 / 10), ``lr_run_steps`` (the short runs' length:
+the experiment's planned steps, capped at 100), ``lr_validate`` (True).
+
 What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
 
     {"suggested": float, "low": float, "high": float,      # the rate and its plausible range
@@ -14,9 +18,11 @@ What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
+from nnrecipe.core import budget
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
@@ -33,6 +39,8 @@ from nnrecipe.overfit.probes import ContextProbe
 from nnrecipe.report.plots import COLORS, new_figure
 
 EARLY_STEPS = 30  # losses kept from the run at the suggestion, for the warmup advice
+# Share of the time left under `run --budget`: the stages after this one train for real.
+BUDGET_SHARE = 0.15
 
 
 def user_lr(ctx: Context) -> tuple[float, str]:
@@ -62,14 +70,21 @@ class LRRangeTest(Check):
            "low confidence, compare a few rates in the range on real training runs.")
     order = 10
 
+    def applies(self, ctx: Context) -> str | None:
+        return budget.skip_reason(ctx)
+
     def run(self, ctx: Context) -> list[Finding]:
         opts = ctx.options
         probe = ContextProbe(ctx, run_steps=opts.get("lr_run_steps"))
+        allowance = budget.allowance(ctx, BUDGET_SHARE)
+        deadline = None if allowance is None else time.monotonic() + allowance
         res = find_lr(probe, repeats=int(opts.get("lr_sweeps", 3)),
                       start_lr=float(opts.get("lr_start", DEFAULT_START_LR)),
                       end_lr=float(opts.get("lr_end", DEFAULT_END_LR)),
                       num_steps=int(opts.get("lr_sweep_steps", DEFAULT_SWEEP_STEPS)),
-                      validate=bool(opts.get("lr_validate", True)))
+                      validate=bool(opts.get("lr_validate", True)),
+                      out_of_time=None if deadline is None
+                      else (lambda: time.monotonic() > deadline))
         lr0, opt_name = user_lr(ctx)
         at_best = [r for r in res.runs if r.lr == res.suggested]
         state = res.to_state()

@@ -1,0 +1,83 @@
+"""``nnrecipe.lr_find`` on a user's own model and optimizer: a suggestion, and nothing changed."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import nnrecipe
+from nnrecipe.errors import ConfigurationError
+from tests.toys import blobs
+
+
+def _setup() -> tuple[nn.Module, torch.optim.Optimizer, tuple, tuple]:
+    X, y = blobs(n=400)
+    model = nn.Sequential(nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # Some history: Adam moments, BN running stats, eval mode - all must come back as they were.
+    for _ in range(3):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(torch.from_numpy(X[:64])), torch.from_numpy(y[:64])).backward()
+        opt.step()
+    model.eval()
+    return model, opt, (X[:300], y[:300]), (X[300:], y[300:])
+
+
+def _opt_state(opt: torch.optim.Optimizer) -> tuple:
+    st = opt.state_dict()
+    return ([g["lr"] for g in st["param_groups"]],
+            {k: {n: t.clone() if isinstance(t, torch.Tensor) else t for n, t in v.items()}
+             for k, v in st["state"].items()})
+
+
+def test_lr_find_restores_weights_optimizer_mode_and_rng() -> None:
+    model, opt, train, val = _setup()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    lrs, state = _opt_state(opt)
+    torch.manual_seed(123)
+    rng = torch.get_rng_state()
+
+    res = nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), val_data=val,
+                           batch_size=32, repeats=2, num_steps=60, run_steps=30)
+
+    assert res.method == "validated" and math.isfinite(res.suggested)
+    assert res.low <= res.suggested <= res.high and res.confidence in ("high", "medium", "low")
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert not model.training
+    lrs_after, state_after = _opt_state(opt)
+    assert lrs_after == lrs
+    for k, v in state.items():
+        for n, t in v.items():
+            assert torch.equal(torch.as_tensor(t), torch.as_tensor(state_after[k][n]))
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_lr_find_without_validation_uses_the_sweeps_and_restores_on_error() -> None:
+    model, opt, train, _ = _setup()
+    res = nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), repeats=2, num_steps=60)
+    assert res.method == "sweep" and res.tried == {}
+    assert 1e-5 < res.suggested < 1.0 and len(res.edge_lrs) == 2
+
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def broken_step(m, batch, loss, o):  # noqa: ANN001, ANN202
+        calls.append(1)
+        o.zero_grad()
+        loss(m(batch[0]), batch[1]).backward()
+        o.step()
+        if len(calls) == 5:
+            raise RuntimeError("boom")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match="boom"):
+        nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), train_step=broken_step)
+    assert len(calls) == 5  # the user's step is the one used
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+
+def test_lr_find_rejects_non_optimizers() -> None:
+    model, _, train, _ = _setup()
+    with pytest.raises(ConfigurationError, match="torch.optim.Optimizer"):
+        nnrecipe.lr_find(model, "adam", train, nn.CrossEntropyLoss())
