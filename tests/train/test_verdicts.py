@@ -123,6 +123,11 @@ def test_val_below_train_names_the_largest_cause() -> None:
     assert not d.val_below_train_verdict(train, [0.9, 0.45, 0.39]).fires  # within 10%
     assert not d.val_below_train_verdict(train, val, val_rel_se=0.3).fires  # noisy small split
     assert d.val_below_train_verdict(train, val).cause == "unknown"
+    # only the step losses known (watch): averaging split off, the rest unnamed
+    v = d.val_below_train_verdict(train, val, train_mode_end=0.27)
+    assert not v.fires and v.cause == "averaging"
+    v = d.val_below_train_verdict(train, val, train_mode_end=0.38, has_dropout=True)
+    assert v.fires and v.cause == "dropout"
 
 
 def test_weights_fluctuating() -> None:

@@ -433,7 +433,9 @@ def val_below_train_verdict(train_mean: Sequence[float], val: Sequence[float], *
     eval mode), and the rest (eval-mode training loss minus validation loss), which is
     augmentation when the training data is augmented and otherwise an easier or leaked
     validation set; the largest part names the cause. A gap that is mostly averaging is not
-    raised (the learning curves plot the end-of-epoch training loss, which shows it).
+    raised (the learning curves plot the end-of-epoch training loss, which shows it). Without
+    ``train_eval_end`` only averaging is split off (``train_mode_end`` may then be estimated
+    from the last step losses of the epoch).
     """
     t = np.asarray(train_mean, dtype=float)
     v = np.asarray(val, dtype=float)
@@ -448,11 +450,14 @@ def val_below_train_verdict(train_mean: Sequence[float], val: Sequence[float], *
     if not all(below):
         return ValBelowVerdict(False)
     gap = float(1 - v[-1] / t[-1])
-    if train_mode_end is None or train_eval_end is None:
+    if train_mode_end is None:
         return ValBelowVerdict(True, "dropout" if has_dropout else "unknown", {}, gap)
-    contrib = {"averaging": float(t[-1] - train_mode_end),
-               "dropout" if has_dropout else "regularisation": float(train_mode_end - train_eval_end),
-               "augmentation" if augmented else "easier-or-leaked": float(train_eval_end - v[-1])}
+    contrib = {"averaging": float(t[-1] - train_mode_end)}
+    if train_eval_end is None:  # only the step losses are known (nnrecipe.watch)
+        contrib["dropout" if has_dropout else "unknown"] = float(train_mode_end - v[-1])
+    else:
+        contrib["dropout" if has_dropout else "regularisation"] = float(train_mode_end - train_eval_end)
+        contrib["augmentation" if augmented else "easier-or-leaked"] = float(train_eval_end - v[-1])
     cause = max(contrib, key=lambda k: contrib[k])
     # Mostly averaging: the learning curve's end-of-epoch training loss shows it; not raised.
     return ValBelowVerdict(cause != "averaging", cause, contrib, gap)
@@ -701,7 +706,7 @@ def diagnose(rec: Any, extras: Extras | None = None) -> Diagnosis:
     if fv.fires:
         out.append(_fluctuating_finding(fv, rec, lr))
     v["val-below-train"] = vb = val_below_train_verdict(
-        train_ep, val_ep, train_mode_end=ex.train_mode_end, train_eval_end=ex.train_eval_end,
+        train_ep, val_ep, train_mode_end=_train_mode_end(rec, ex), train_eval_end=ex.train_eval_end,
         augmented=ex.augmented, has_dropout=ex.has_dropout, val_rel_se=ex.val_rel_se)
     if vb.fires and not unstable:
         out.append(_val_below_finding(vb, train_ep, val_ep, ex))
@@ -966,6 +971,18 @@ def _fluctuating_finding(fv: FluctuationVerdict, rec: Any, lr: float | None) -> 
            "weights (EMA or torch.optim.swa_utils.AveragedModel), clip gradients.")
     return WeightsFluctuating.make_finding(msg, {"val_jitter": fv.jitter,
                                                  "update_ratio": fv.update_ratio}, fix=fix)
+
+
+def _train_mode_end(rec: Any, ex: Extras) -> float | None:
+    """The training loss at the end of the last epoch: probed, or else the median of the last
+    step losses of that epoch (a quarter of it, at most one smoothing window)."""
+    if ex.train_mode_end is not None or not rec.epochs:
+        return ex.train_mode_end
+    end = int(rec.epochs[-1]["step"])
+    start = int(rec.epochs[-2]["step"]) if len(rec.epochs) > 1 else 0
+    k = max(1, min((end - start) // 4, smoothing_window(len(rec.loss))))
+    tail = finite(rec.loss[max(start, end - k):end])
+    return float(np.median(tail)) if len(tail) else None
 
 
 def _underfitting(rec: Any, ex: Extras) -> UnderfitVerdict:

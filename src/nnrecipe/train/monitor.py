@@ -67,9 +67,10 @@ class Series:
     values: list[list[float]] = field(default_factory=list)
     stride: int = 1  # thinning factor applied to the monitor's schedule
 
-    def append(self, step: int, values: Sequence[float], max_points: int) -> None:
+    def append(self, step: int, values: Sequence[float] | np.ndarray, max_points: int) -> None:
         self.steps.append(step)
-        self.values.append([float(v) for v in values])
+        self.values.append(values.tolist() if isinstance(values, np.ndarray)
+                           else [float(v) for v in values])
         if len(self.steps) > max_points:
             self.steps, self.values = self.steps[::2], self.values[::2]
             self.stride *= 2
@@ -165,9 +166,7 @@ def _activation_kind(module: nn.Module) -> str | None:
 
 def _segment_norm(per_tensor: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
     """Per-layer L2 norms from per-tensor norms (sqrt of the summed squares)."""
-    sq = np.zeros(n)
-    np.add.at(sq, owner, np.square(per_tensor))
-    return np.sqrt(sq)
+    return np.sqrt(np.bincount(owner, weights=np.square(per_tensor), minlength=n))
 
 
 class Monitor(Callback):
@@ -200,12 +199,13 @@ class Monitor(Callback):
         self._act_handles: list[Any] = []
         self._params: list[nn.Parameter] = []
         self._owner = np.zeros(0, dtype=int)
+        self._owner_list: list[int] = []
         self._sample_idx: list[torch.Tensor] = []
         self._sample_owner = np.zeros(0, dtype=int)
         self._kept = np.zeros(0, dtype=int)
         self._pre_samples: torch.Tensor | None = None
         self._act_modules: list[tuple[str, str, nn.Module]] = []
-        self._act_values: dict[tuple[str, int], list[torch.Tensor]] = {}
+        self._act_values: dict[tuple[str, int], torch.Tensor] = {}
         self._act_calls: dict[str, int] = {}
         self._act_keys: list[tuple[str, int]] = []
         self._dead_masks: dict[tuple[str, int], deque[torch.Tensor]] = {}
@@ -228,6 +228,7 @@ class Monitor(Callback):
         if not rec.layers:
             rec.layers, rec.layer_types = names, types
         self._params, self._owner = params, np.asarray(owner, dtype=int)
+        self._owner_list = list(owner)
         self._choose_samples()
         self._act_modules = [(n or type(m).__name__, k, m) for n, m in model.named_modules()
                              if (k := _activation_kind(m)) is not None]
@@ -313,23 +314,33 @@ class Monitor(Callback):
             self._arm_activations()
 
     def _measure_grads(self, step: int) -> None:
-        with_grad = [i for i, p in enumerate(self._params) if p.grad is not None]
-        if not with_grad:
-            return
-        norms = _tensor_norms([self._params[i].grad for i in with_grad])  # type: ignore[misc]
+        # The hot path (every step): one fused norm, one copy to the CPU, a few Python floats.
+        grads = [p.grad for p in self._params]
+        if any(g is None for g in grads):
+            with_grad = [i for i, g in enumerate(grads) if g is not None]
+            if not with_grad:
+                return
+            owners = [self._owner_list[i] for i in with_grad]
+            norms = _tensor_norms([grads[i] for i in with_grad])  # type: ignore[misc]
+        else:
+            owners = self._owner_list
+            norms = _tensor_norms(grads)  # type: ignore[arg-type]
         rec = self.recording
-        owners = self._owner[with_grad]
-        if not np.all(np.isfinite(norms)):
-            bad = sorted({int(o) for o, v in zip(owners, norms, strict=True) if not math.isfinite(v)})
+        sq = [v * v for v in norms]
+        total = math.sqrt(sum(sq))
+        if not math.isfinite(total):  # NaN/inf anywhere propagates into the total
+            bad = sorted({o for o, v in zip(owners, norms, strict=True) if not math.isfinite(v)})
             self._on_nonfinite_grads(step, bad)
         if step % (self.config.grad_every * rec.grad.stride) != 0:
             return
-        layer = _segment_norm(norms, owners, len(rec.layers))
-        has = np.zeros(len(rec.layers), dtype=bool)
-        has[owners] = True
-        layer[~has] = np.nan
+        layer = [0.0] * len(rec.layers)
+        for o, v in zip(owners, sq, strict=True):
+            layer[o] += v
+        seen = set(owners) if len(owners) != len(self._owner_list) else None
+        layer = [math.sqrt(v) if seen is None or i in seen else math.nan
+                 for i, v in enumerate(layer)]
         stride = rec.grad.stride
-        rec.grad_total.append(float(np.sqrt(np.sum(np.square(norms)))))
+        rec.grad_total.append(total)
         rec.grad.append(step, layer, self.config.max_points)
         if rec.grad.stride != stride:
             rec.grad_total = rec.grad_total[::2]
@@ -396,15 +407,15 @@ class Monitor(Callback):
             rec.dead, rec.saturated = Series(), Series()
             self._dead_masks.clear()
         values = []
-        for key in keys:
-            stats = self._act_values[key]
-            if len(stats) == 1:  # tanh/sigmoid: saturated fraction
-                values.append(stats[0].reshape(()).float())
+        for key, (_, kind) in zip(keys, rec.activations, strict=True):
+            stat = self._act_values[key]
+            if kind != "relu":  # tanh/sigmoid: saturated fraction
+                values.append(stat.reshape(()).float())
                 continue
             window = self._dead_masks.setdefault(key, deque(maxlen=self.config.dead_window))
-            if window and window[-1].shape != stats[0].shape:
+            if window and window[-1].shape != stat.shape:
                 window.clear()
-            window.append(stats[0])
+            window.append(stat)
             alive = torch.stack(list(window)).any(dim=0)
             values.append(1.0 - alive.float().mean())
         packed = torch.stack([v.to(values[0].device) for v in values]).cpu().numpy()
@@ -564,28 +575,30 @@ def _move_to_front(optimizer: torch.optim.Optimizer, handle: Any) -> None:
         hooks.move_to_end(handle.id, last=False)
 
 
-def _tensor_norms(tensors: list[torch.Tensor]) -> np.ndarray:
-    """L2 norm of each tensor: one fused reduction per device/dtype, one copy to the CPU."""
-    dense = [t for t in tensors if not t.is_sparse]
-    if len(dense) != len(tensors):  # sparse gradients (nn.Embedding(sparse=True))
-        return np.asarray([float(t.coalesce().values().norm()) if t.is_sparse else float(t.norm())
-                           for t in tensors])
-    groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    for i, t in enumerate(dense):
-        groups.setdefault((t.device, t.dtype), []).append(i)
-    parts: list[tuple[list[int], torch.Tensor]] = []
+def _tensor_norms(tensors: list[torch.Tensor]) -> list[float]:
+    """L2 norm of each tensor: one fused reduction, one copy to the CPU (grouped by device and
+    dtype only when one call cannot take them all)."""
     with torch.no_grad():
-        for idx in groups.values():
-            norms = torch._foreach_norm([dense[i] for i in idx])
-            parts.append((idx, torch.stack(norms).float()))
+        try:
+            return torch.stack(torch._foreach_norm(tensors)).tolist()
+        except (RuntimeError, TypeError, NotImplementedError):
+            pass
+        if any(t.is_sparse for t in tensors):  # sparse gradients (nn.Embedding(sparse=True))
+            return [float(t.coalesce().values().norm()) if t.is_sparse else float(t.norm())
+                    for t in tensors]
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, t in enumerate(tensors):
+            groups.setdefault((t.device, t.dtype), []).append(i)
+        parts = [(idx, torch.stack(torch._foreach_norm([tensors[i] for i in idx])).float())
+                 for idx in groups.values()]
         dev = parts[0][1].device
         flat = torch.cat([v.to(dev) for _, v in parts]).cpu().numpy()
-    out = np.empty(len(dense))
+    out = np.empty(len(tensors))
     pos = 0
     for idx, v in parts:
         out[idx] = flat[pos:pos + len(v)]
         pos += len(v)
-    return out
+    return out.tolist()
 
 
 def _unit_dim(x: torch.Tensor) -> int:
@@ -595,16 +608,15 @@ def _unit_dim(x: torch.Tensor) -> int:
     return x.ndim - 1 if x.ndim == 3 else 1
 
 
-def _activation_stats(out: torch.Tensor, kind: str) -> list[torch.Tensor]:
-    """ReLU: [per-unit "was active" mask, ...]; tanh/sigmoid: [saturated fraction]."""
+def _activation_stats(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """ReLU: per-unit "was active on this batch" mask; tanh/sigmoid: saturated fraction."""
     if kind == "relu":
         d = _unit_dim(out)
         dims = [i for i in range(out.ndim) if i != d]
-        active = (out > 0).any(dim=dims) if dims else out > 0
-        return [active, (out == 0).float().mean()]
+        return (out > 0).any(dim=dims) if dims else out > 0
     if kind == "tanh":
-        return [(out.abs() > TANH_SATURATION).float().mean()]
-    return [((out < SIGMOID_SATURATION) | (out > 1 - SIGMOID_SATURATION)).float().mean()]
+        return (out.abs() > TANH_SATURATION).float().mean()
+    return ((out < SIGMOID_SATURATION) | (out > 1 - SIGMOID_SATURATION)).float().mean()
 
 
 def _first_nonfinite_module(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -101,7 +101,11 @@ class Watcher:
     # ------------------------------------------------------------- the end
     def diagnose(self, extras: Extras | None = None) -> Diagnosis:
         """Every rule over the whole run so far."""
-        return diagnose(self.recording, extras or Extras(where=self.name))
+        if extras is None:
+            model = self.monitor.model
+            extras = Extras(where=self.name, has_dropout=model is not None and any(
+                isinstance(m, nn.modules.dropout._DropoutNd) for m in model.modules()))
+        return diagnose(self.recording, extras)
 
     def close(self) -> None:
         """Remove every hook from the model and optimizer (safe to call twice)."""

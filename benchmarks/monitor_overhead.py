@@ -1,0 +1,131 @@
+"""Training-step overhead of the nnrecipe monitor at its default settings.
+
+Same process, same model, same data: blocks of ``--steps`` training steps are timed for each
+variant in turn (A/B/C, rotated every round), one torch thread, and the median step time per
+variant is compared with the plain loop:
+
+* ``plain``   — zero_grad, forward, loss, backward, step, ``loss.item()``
+* ``monitor`` — the same with ``nnrecipe.watch`` attached (default ``MonitorConfig``), one
+  ``w.step(loss)`` per step (live detectors included)
+* ``anomaly`` — the plain loop under ``torch.autograd.detect_anomaly()``, the reference point
+  for "catch the first NaN"
+
+Blocks hold a multiple of the monitor's longest period (20 steps) so each block pays its share
+of the scheduled work. Both CPU time (``time.process_time``: with one torch thread, the work
+of the step, unaffected by other processes on a shared machine) and wall time are reported.
+Run: ``python benchmarks/monitor_overhead.py [--quick] [--out results.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import nnrecipe
+from nnrecipe.examples.digits import DigitsCNN
+
+
+def big_mlp() -> nn.Module:
+    """~10M parameters: 784 -> 2048 -> 2048 -> 2048 -> 10 with ReLUs."""
+    return nn.Sequential(nn.Linear(784, 2048), nn.ReLU(), nn.Linear(2048, 2048), nn.ReLU(),
+                         nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+
+
+CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
+    "demo CNN (digits, batch 64)": (DigitsCNN, (1, 8, 8)),
+    "MLP ~10M params (batch 64)": (big_mlp, (784,)),
+}
+
+
+def run_block(model: nn.Module, opt: torch.optim.Optimizer, batches: list, variant: str
+              ) -> tuple[float, float]:
+    """(wall, CPU) seconds per step over one block. With one torch thread all the work runs
+    in this process, so CPU time is the step's cost even on a busy machine."""
+    watcher = nnrecipe.watch(model, opt, on_finding=lambda f: None) if variant == "monitor" else None
+    ctx = torch.autograd.detect_anomaly() if variant == "anomaly" else None
+    if ctx is not None:
+        ctx.__enter__()
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            value = loss.item()
+            if watcher is not None:
+                watcher.step(value)
+        n = len(batches)
+        return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
+    finally:
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
+        if watcher is not None:
+            watcher.close()
+
+
+def bench(name: str, make: Callable[[], nn.Module], shape: tuple[int, ...], rounds: int,
+          steps: int) -> dict:
+    torch.manual_seed(0)
+    model = make()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(64, *shape, generator=g), torch.randint(0, 10, (64,), generator=g))
+               for _ in range(steps)]
+    variants = ["plain", "monitor", "anomaly"]
+    wall: dict[str, list[float]] = {v: [] for v in variants}
+    cpu: dict[str, list[float]] = {v: [] for v in variants}
+    for v in variants:  # warm-up
+        run_block(model, opt, batches[:20], v)
+    for r in range(rounds):
+        order = variants[r % 3:] + variants[:r % 3]
+        for v in order:
+            w, c = run_block(model, opt, batches, v)
+            wall[v].append(w)
+            cpu[v].append(c)
+    out: dict = {"case": name, "params": sum(p.numel() for p in model.parameters()),
+                 "rounds": rounds, "steps_per_block": steps}
+    for label, times in (("cpu", cpu), ("wall", wall)):
+        med = {v: statistics.median(ts) for v, ts in times.items()}
+        out[f"{label}_median_step_ms"] = {v: round(1e3 * t, 3) for v, t in med.items()}
+        out[f"{label}_monitor_overhead"] = med["monitor"] / med["plain"] - 1
+        out[f"{label}_anomaly_overhead"] = med["anomaly"] / med["plain"] - 1
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")
+    results = []
+    for name, (make, shape) in CASES.items():
+        small = "CNN" in name
+        rounds = (5 if args.quick else 31) if small else (3 if args.quick else 9)
+        steps = 80 if small else 40
+        res = bench(name, make, shape, rounds, steps)
+        results.append(res)
+        for label in ("cpu", "wall"):
+            ms = res[f"{label}_median_step_ms"]
+            print(f"{name} [{label} time]: {res['params'] / 1e6:.2f}M params, plain "
+                  f"{ms['plain']:.2f} ms/step, monitor {ms['monitor']:.2f} ms "
+                  f"({res[f'{label}_monitor_overhead']:+.1%}), detect_anomaly {ms['anomaly']:.2f} ms "
+                  f"({res[f'{label}_anomaly_overhead']:+.1%})", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"torch": torch.__version__, "machine": platform.machine(),
+                                        "threads": 1, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

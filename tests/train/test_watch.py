@@ -1,0 +1,142 @@
+"""``nnrecipe.watch`` in a user's own loop, and the Lightning callback on a real Trainer."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import nnrecipe
+from nnrecipe.core.findings import Finding
+from nnrecipe.train.watch import TrainingWarning
+from tests.toys import blobs
+from tests.train.broken import deep_mlp
+
+
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    X, y = blobs(n=256)
+    return torch.from_numpy(X), torch.from_numpy(y)
+
+
+def hooks_left(model: nn.Module, opt: torch.optim.Optimizer) -> int:
+    return (sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+            + len(opt._optimizer_step_pre_hooks) + len(opt._optimizer_step_post_hooks))
+
+
+def users_loop(model: nn.Module, opt: torch.optim.Optimizer, w: nnrecipe.train.Watcher,
+               epochs: int = 4) -> None:
+    X, y = data()
+    for _ in range(epochs):
+        for i in range(0, 192, 32):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(X[i:i + 32]), y[i:i + 32])
+            loss.backward()
+            opt.step()
+            w.step(loss)
+        with torch.no_grad():
+            w.epoch(val=float(nn.functional.cross_entropy(model(X[192:]), y[192:])))
+
+
+def test_healthy_loop_is_quiet_and_leaves_no_hooks(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = deep_mlp(10, 3, depth=2)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    X, y = data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingWarning)
+        with nnrecipe.watch(model, opt, fixed_batch=(X[:6], y[:6])) as w:
+            users_loop(model, opt, w)
+    assert hooks_left(model, opt) == 0
+    paths = w.report(tmp_path)
+    report = json.loads(paths["findings"].read_text())
+    assert report["findings"] == [] and report["command"] == "watch"
+    assert set(report["stages"]["train"]["checks"]) == {"training", "gradients", "activations"}
+    assert paths["report"].exists() and len(list((tmp_path / "plots").glob("*.png"))) == 5
+
+
+def test_broken_loop_warns_live_once_per_code() -> None:
+    torch.manual_seed(0)
+    model = deep_mlp(10, 3, depth=2, bias=-3.0)  # dead ReLUs from the first step
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.warns(TrainingWarning, match=r"\[nnrecipe dead-relu\]") as record, \
+            nnrecipe.watch(model, opt) as w:
+        users_loop(model, opt, w)
+    codes = [str(r.message).split("]")[0] for r in record if r.category is TrainingWarning]
+    assert codes.count("[nnrecipe dead-relu") == 1
+    assert hooks_left(model, opt) == 0
+
+
+def test_callback_receives_findings_and_nan_is_stopped_at_the_gate() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen: list[Finding] = []
+    X, y = data()
+    with nnrecipe.watch(model, opt, on_finding=seen.append) as w:
+        for step in range(3):
+            opt.zero_grad()
+            x = X[:32].clone()
+            if step == 2:
+                x[0, 0] = float("nan")  # a corrupt sample
+            loss = nn.functional.cross_entropy(model(x), y[:32])
+            loss.backward()
+            opt.step()
+            new = w.step(loss)
+    assert [f.code for f in new] == ["loss-nonfinite"] and seen[-1] is new[0]
+    ev = new[0].evidence
+    assert ev["step"] == 2 and ev["input_nonfinite"] and ev["update_skipped"]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lightning_callback_on_a_real_trainer(tmp_path: Path) -> None:
+    lightning = pytest.importorskip("lightning.pytorch")
+    from nnrecipe.train.lightning import NNRecipeCallback
+
+    X, y = data()
+
+    class Module(lightning.LightningModule):
+        def __init__(self, bias: float | None) -> None:
+            super().__init__()
+            self.net = deep_mlp(10, 3, depth=2, bias=bias)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], i: int) -> torch.Tensor:
+            return nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+        def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], i: int) -> None:
+            self.log("val_loss", nn.functional.cross_entropy(self(batch[0]), batch[1]))
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=3e-3)
+
+    def fit(bias: float | None, out: Path) -> tuple[NNRecipeCallback, Module]:
+        torch.manual_seed(0)
+        module = Module(bias)
+        seen: list[Finding] = []
+        cb = NNRecipeCallback(out_dir=out, on_finding=seen.append)
+        train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[:192], y[:192]),
+                                            batch_size=32)
+        val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[192:], y[192:]),
+                                          batch_size=64)
+        trainer = lightning.Trainer(max_epochs=4, accelerator="cpu", enable_progress_bar=False,
+                                    logger=False, enable_checkpointing=False,
+                                    enable_model_summary=False)
+        trainer.callbacks.append(cb)
+        trainer.fit(module, train, val)
+        assert hooks_left(module, trainer.optimizers[0]) == 0
+        return cb, module
+
+    cb, _ = fit(None, tmp_path / "healthy")
+    rec = cb.watcher.recording
+    assert len(rec.loss) == 24 and rec.optimizer_steps == 24 and len(rec.epochs) == 4
+    assert rec.grad.array().shape == (24, 3) and all(e.get("val_loss") for e in rec.epochs)
+    assert json.loads(cb.paths["findings"].read_text())["findings"] == []
+
+    cb, _ = fit(-3.0, tmp_path / "dead")
+    assert "dead-relu" in {f.code for f in cb.watcher.findings}
