@@ -105,8 +105,10 @@ def conclude_activations(n: Numbers) -> Conclusion:
         text = (f"ReLU is not differentiable at 0; PyTorch uses the subgradient "
                 f"{fmt(relu['derivative_at_0'])} there (any value in [0, 1] is a valid "
                 f"subgradient, and hitting exactly 0 is rare in float arithmetic). The sigmoid's "
-                f"derivative is σ(1−σ) — autograd agrees to {fmt(n['sigmoid_formula_max_error'])} "
-                f"— and for a vector it is the diagonal matrix diag(σ(1−σ)). Its peak of "
+                f"derivative is σ(1−σ) — autograd agrees "
+                + ("exactly" if n["sigmoid_formula_max_error"] == 0 else
+                   f"to {fmt(n['sigmoid_formula_max_error'])}")
+                + f" — and for a vector it is the diagonal matrix diag(σ(1−σ)). Its peak of "
                 f"{fmt(sig['max_derivative'])} shrinks a gradient to at most "
                 f"{fmt(sig['gain_through_depth'])} through {DEPTH} layers, which is why deep "
                 f"sigmoid nets vanish; tanh (peak {fmt(tanh['max_derivative'])}, zero-centred) "

@@ -230,8 +230,10 @@ def conclude_decay(n: Numbers) -> Conclusion:
                 f"step, {ratio(decoupled):.1%} left vs {predicted:.1%} predicted. Adam with an "
                 f"L2 term (coupled) divides that term by √v like any gradient, so a weight with "
                 f"no data gradient is pushed to 0 at ≈ lr per step whatever its size "
-                f"({ratio(coupled):.1%} left), while weights with large gradients are hardly "
-                f"regularised — which is why AdamW decouples the decay from the adaptive step.")
+                f"({ratio(coupled):.1%} left), and by the same division a weight with large "
+                f"gradients gets little of it: the strength of coupled decay depends on the "
+                f"gradient history, which is why AdamW decouples the decay from the adaptive "
+                f"step.")
     else:
         text = (f"This run did not show the expected decay: AdamW kept {ratio(decoupled):.1%} "
                 f"of the unused weights ({predicted:.1%} predicted); validation loss "
