@@ -42,7 +42,7 @@ def list_topics() -> list[Topic]:
 def get_topic(name: str) -> Topic:
     _load()
     if name not in TOPICS:
-        valid = ", ".join(["all", *TOPICS])
+        valid = ", ".join(["all", *(t.name for t in list_topics())])
         raise ConfigurationError(f"unknown lab topic {name!r}; valid topics: {valid}")
     return TOPICS[name]
 
