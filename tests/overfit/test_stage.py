@@ -87,9 +87,13 @@ def test_the_users_model_and_step_are_untouched_but_used() -> None:
         optimizer.step()
         return loss
 
-    exp = classification_experiment(model=lambda hidden=32: copy.deepcopy(base), train_step=step)
+    # No val split: the candidates are judged on 20% of train held out.
+    exp = classification_experiment(model=lambda hidden=32: copy.deepcopy(base), train_step=step,
+                                    val=None)
     res = run(exp, ["overfit"], only=["lr-suggestion"])
     assert res.findings[0].code == "lr-suggestion"
+    assert res.findings[0].evidence["method"] == "validated"
+    assert res.stages[0].checks[0].metrics["run_steps"] == 40  # 8 batches x 5 epochs
     assert len(calls) > 100
     assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
 

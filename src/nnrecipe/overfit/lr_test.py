@@ -21,6 +21,7 @@ import math
 import time
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from nnrecipe.core import budget
 from nnrecipe.core.context import Context
@@ -171,6 +172,7 @@ class LRRangeTest(Check):
                      label="held-out loss, short run")
             ax2.set(xscale="log", xlabel="learning rate", ylabel="held-out loss",
                     title="candidate rates, validated")
+            ax2.xaxis.set_minor_formatter(NullFormatter())  # a decade or two: labels collide
             ax2.legend(fontsize=7)
         ctx.add_figure("Learning-rate range test", fig,
                        caption=f"Suggested rate {res.suggested:.3g} (dashed) and the plausible "
