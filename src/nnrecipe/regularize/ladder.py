@@ -144,6 +144,17 @@ def stratified_subset(y: torch.Tensor, fraction: float, seed: int, classificatio
     return sorted(rng.permutation(n)[:k].tolist())
 
 
+def first_values_first(rungs: list[Any]) -> list[Any]:
+    """Every knob's first value before any knob's second, so a tight budget still tries each
+    kind of regularisation once."""
+    seen: dict[str, int] = {}
+    keyed = []
+    for i, r in enumerate(rungs):
+        keyed.append((seen.get(r[0], 0), i, r))
+        seen[r[0]] = seen.get(r[0], 0) + 1
+    return [r for *_, r in sorted(keyed, key=lambda t: (t[0], t[1]))]
+
+
 def dropout_before_batchnorm(model: nn.Module, x: torch.Tensor) -> list[tuple[str, str]]:
     """(dropout, batch-norm) name pairs where active dropout runs before a batch-norm layer."""
     from nnrecipe.skeleton._util import is_batchnorm, is_dropout
@@ -205,7 +216,7 @@ class RegularizationLadder(Check):
         rows.append(self._early_stopping_row(ref))
         curve, data_rows = self._learning_curve(ref)
         rows.extend(data_rows)
-        for name, setting, settings, cost in self._knob_rungs():
+        for name, setting, settings, cost in first_values_first(self._knob_rungs()):
             rows.append(self._rung(name, setting, settings, cost))
         findings.extend(self._dropout_bn(rows))
         helped = [r for r in rows if _helped(r) and r.rung not in ("early stopping", "more data")]
