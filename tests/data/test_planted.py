@@ -158,3 +158,25 @@ def test_shortcut_feature_and_brightness() -> None:
     (f,) = found(run_data(experiment((torch.from_numpy(imgs), lab)), "shortcut-feature"),
                  "shortcut-feature")
     assert f.evidence["feature"] == "mean brightness"
+
+
+def test_same_seed_same_findings() -> None:
+    X, y = blobs(n=600)
+    X = np.concatenate([X, X[:12]])
+    y = np.concatenate([y, y[:12]])
+    y[100:160] = (y[100:160] + 1) % 3
+    runs = [run_data(experiment((X, y)), "data-duplicates", "label-errors", "outliers")
+            for _ in range(2)]
+    assert [f.to_dict() for f in runs[0].findings] == [f.to_dict() for f in runs[1].findings]
+    assert {f.code for f in runs[0].findings} >= {"data-duplicates", "label-errors"}
+
+
+def test_labels_numbered_from_one_or_sparse_are_pointed_out() -> None:
+    X, y = blobs(n=300)
+    (f,) = found(run_data(experiment((X, y + 1)), "class-imbalance"), "class-imbalance")
+    assert f.severity.value == "info" and "start at 1" in f.message
+    ids = np.array([10**9 + 7, 42, 5 * 10**8])[y]
+    res = run_data(experiment((X, ids)), "class-imbalance")
+    (f,) = found(res, "class-imbalance")
+    assert "sparse values" in f.message
+    assert check(res, "class-imbalance").tables[0].rows[0] == ["42", 100]

@@ -107,6 +107,21 @@ def test_image_folder_with_a_broken_file_and_odd_sizes(tmp_path: Path) -> None:
     assert any("resized to 12x12" in n for n in notes)
 
 
+def test_image_folder_with_split_folders(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = (rng.random((8, 8, 3)) * 255).astype(np.uint8)
+                Image.fromarray(img).save(tmp_path / split / name / f"{i}.jpg")
+    exp, _ = experiment_from_data(str(tmp_path))
+    assert len(exp.train) == 24 and len(exp.val) == 8 and exp.test is None
+    x, label = exp.val[5]
+    assert tuple(x.shape) == (3, 8, 8) and 0 <= float(x.min()) <= float(x.max()) <= 1
+    assert label in (0, 1)
+
+
 class Mixed(Dataset):
     def __len__(self) -> int:
         return 120

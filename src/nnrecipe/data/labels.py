@@ -87,6 +87,9 @@ class ClassImbalance(DataCheck):
             return "the targets are not one class index per sample"
         return None
 
+    def _encoding(self, view: DataView, counts: dict[str, np.ndarray]) -> str:
+        return _label_encoding(view, counts)
+
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
         k = view.n_classes()
@@ -103,6 +106,10 @@ class ClassImbalance(DataCheck):
                    and any(counts[s][c] > 0 for s in counts if s != "train")]
         train_counts = {names[c]: int(tr[c]) for c in range(k)}
         v = imbalance_verdict(train_counts, missing)
+        encoding = self._encoding(view, counts)
+        if encoding:
+            v.reasons.append(encoding)
+            v.severity = v.severity or Severity.INFO
         ctx.record("imbalance_ratio", v.ratio)
         ctx.record("classes_in_train", int((tr > 0).sum()))
         if v.severity is None:
@@ -110,13 +117,27 @@ class ClassImbalance(DataCheck):
         evidence = {"train_counts": train_counts, "ratio": v.ratio, "missing_in_train": missing,
                     "counts_by_split": {s: [int(n) for n in c] for s, c in counts.items()},
                     "warn_ratio": IMBALANCE_WARN}
-        msg = "Class balance: " + "; ".join(v.reasons) + "."
+        msg = "Class labels: " + "; ".join(v.reasons) + "."
         fix = None
         if v.severity == Severity.ERROR:
             fix = ("Check how the labels were read (a filter or join that kept one class, the "
                    "label column taken from the wrong field); a one-class problem is not "
                    "classification: consider anomaly detection.")
         return [self.finding(msg, evidence, severity=v.severity, fix=fix)]
+
+
+def _label_encoding(view: DataView, counts: dict[str, np.ndarray]) -> str:
+    """Labels that CrossEntropyLoss would reject or misread: sparse values, or 1..C."""
+    if view.train.sparse_labels:
+        shown = ", ".join(view.class_name(c) for c in range(min(3, view.n_classes())))
+        return (f"the labels are sparse values ({shown}, ...), not class indices 0..C-1: map "
+                "them to 0..C-1 before training")
+    total = sum(counts.values())
+    if view.class_names is None and len(total) > 2 and total[0] == 0:
+        first = int(np.flatnonzero(total)[0])
+        return (f"no sample has label 0; labels start at {first}. CrossEntropyLoss expects "
+                "0..C-1: if they are numbered from 1, subtract 1")
+    return ""
 
 
 def conflicts_verdict(n: int, n_conflicting: int) -> Severity | None:

@@ -71,6 +71,7 @@ class SplitView:
     target: np.ndarray | None = None  # float64 (m,), NaN where unusable (regression)
     rep: np.ndarray | None = None     # float32 (m, d)
     Y: np.ndarray | None = None       # the targets stacked, when they came as one array
+    sparse_labels: bool = False       # labels were sparse values, renumbered 0..k-1
 
     @property
     def n(self) -> int:
@@ -236,6 +237,7 @@ def build_view(ctx: Context) -> DataView:
     task = _task(ctx, splits)
     for sv in splits.values():
         _labels(sv, task)
+    class_names = _compact_labels(splits, ctx.options.get("data_class_names"))
     _finish_images(splits, kind, sample_shape)
     from nnrecipe.data.base import one_blas_thread
 
@@ -245,7 +247,7 @@ def build_view(ctx: Context) -> DataView:
     if len(names) != splits["train"].X.shape[1]:
         names = _default_feature_names(kind, sample_shape, splits["train"].X.shape[1])
     view = DataView(splits, kind=kind, sample_shape=sample_shape, input_dtype=dtype, task=task,
-                    class_names=ctx.options.get("data_class_names"), feature_names=names,
+                    class_names=class_names, feature_names=names,
                     notes=list(ctx.options.get("data_notes") or []), rep_info=rep_info)
     view._raw_getter = _raw_getter(ctx)
     return view
@@ -567,6 +569,23 @@ def _labels(sv: SplitView, task: str) -> None:
         sv.target = np.where(sv.ok, vals, np.nan)
     sv.X[~sv.ok] = 0
     sv.hashes[~sv.ok] = 0
+
+
+def _compact_labels(splits: dict[str, SplitView], names: list[str] | None
+                    ) -> list[str] | None:
+    """Sparse class indices (say 7 labels up to 10^9, e.g. IDs used as labels) become
+    0..k-1, named by their values, so per-class arrays stay small."""
+    present = [s.labels[s.ok] for s in splits.values() if s.labels is not None]
+    if not present:
+        return names
+    values = np.unique(np.concatenate(present))
+    if not len(values) or values.max() < max(1000, 10 * len(values)):
+        return names
+    for s in splits.values():
+        if s.labels is not None:
+            s.labels = np.where(s.ok, np.searchsorted(values, s.labels), -1)
+            s.sparse_labels = True
+    return [names[v] if names is not None and v < len(names) else str(v) for v in values]
 
 
 def _finish_images(splits: dict[str, SplitView], kind: str, shape: tuple[int, ...]) -> None:
