@@ -53,8 +53,9 @@ def run_check(ctx: Context, check_cls: type[Check]) -> CheckResult:
                     _validate_finding(check, f)
                     result.findings.append(f)
                 result.settle_status()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         result.status, result.reason = NOT_RUN, "interrupted"
+        e.check_result = result  # type: ignore[attr-defined]  # what it recorded is kept
         raise
     except NNRecipeError as e:
         # A user-caused problem seen by a check (e.g. a sample that cannot be loaded).
@@ -123,9 +124,10 @@ def run_stages(ctx: Context, stages: Sequence[str], *, experiment_name: str = "e
             for i, check_cls in enumerate(checks):
                 try:
                     stage_result.checks.append(run_check(ctx, check_cls))
-                except KeyboardInterrupt:
+                except KeyboardInterrupt as e:
                     result.interrupted = True
-                    stage_result.checks.append(_not_run(check_cls, "interrupted"))
+                    stage_result.checks.append(getattr(e, "check_result", None)
+                                               or _not_run(check_cls, "interrupted"))
                     stage_result.checks.extend(_not_run(c, "interrupted") for c in checks[i + 1:])
                     raise
             stage_result.settle_status()
