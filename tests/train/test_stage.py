@@ -96,6 +96,7 @@ def test_negative_bias_init_kills_the_relus() -> None:
     dead = findings["dead-relu"]
     assert dead.severity.value == "error" and dead.evidence["layers"] == ["1", "3"]
     assert "vanishing-gradients" not in findings  # the dead units are the cause
+    assert dead.evidence["input_bias_mean"]["1"] < -2 and "'0' (feeding '1')" in dead.fix
     assert {c.name: c.status for c in result.stages[0].checks}["activations"] == "error"
 
 

@@ -12,7 +12,8 @@ from ``trainer.callback_metrics`` (``val_loss`` → the validation loss, other `
 metrics). Findings come out live as :class:`~nnrecipe.train.watch.TrainingWarning` (or to
 ``on_finding``); at the end of ``fit`` the hooks are removed and, with ``out_dir``, the report
 is written. Lightning's ``optimizer.step(closure)`` is handled: gradients are measured right
-after the closure has produced them, before the update.
+after the closure has produced them, before the update. With several optimizers, the first
+(``trainer.optimizers[0]``) is watched.
 """
 
 from __future__ import annotations

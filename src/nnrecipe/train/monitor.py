@@ -100,6 +100,7 @@ class Recording:
     layers: list[str] = field(default_factory=list)
     layer_types: list[str] = field(default_factory=list)
     activations: list[tuple[str, str]] = field(default_factory=list)
+    activation_inputs: dict[str, str] = field(default_factory=dict)  # act module -> layer before it
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     grad: Series = field(default_factory=Series)
@@ -230,8 +231,16 @@ class Monitor(Callback):
         self._params, self._owner = params, np.asarray(owner, dtype=int)
         self._owner_list = list(owner)
         self._choose_samples()
-        self._act_modules = [(n or type(m).__name__, k, m) for n, m in model.named_modules()
-                             if (k := _activation_kind(m)) is not None]
+        self._act_modules = []
+        last_layer = None
+        for n, m in model.named_modules():
+            if n in names and any(True for _ in m.parameters(recurse=False)):
+                last_layer = n
+            kind = _activation_kind(m)
+            if kind is not None:
+                self._act_modules.append((n or type(m).__name__, kind, m))
+                if last_layer is not None:
+                    rec.activation_inputs[n] = last_layer
         pre = optimizer.register_step_pre_hook(self._pre_step)
         _move_to_front(optimizer, pre)
         self._handles = [pre, optimizer.register_step_post_hook(self._post_step),
@@ -528,9 +537,13 @@ class Monitor(Callback):
         model.eval()
         try:
             with torch.no_grad():
-                out = model(x).float().cpu()
+                out = model(x)
         finally:
             model.train(was)
+        if not isinstance(out, torch.Tensor) or len(out) != len(y):
+            self.fixed_batch = None  # outputs we cannot read as predictions: stop trying
+            return
+        out = out.detach().float().cpu()
         rec = self.recording
         classify = self.task == "classification" or (
             self.task is None and out.ndim == 2 and out.shape[1] > 1 and not y.is_floating_point())

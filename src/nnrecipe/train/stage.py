@@ -65,14 +65,18 @@ class EndOfEpochProbe(Callback):
 
     def __init__(self, ctx: Context, monitor: Monitor, n: int = PROBE_SAMPLES) -> None:
         self.ctx, self.monitor, self.n = ctx, monitor, n
+        self.error: str | None = None
 
     def on_epoch_end(self, record: EpochRecord, history: FitHistory, model: nn.Module
                      ) -> str | None:
-        if not self.monitor.recording.epochs or not math.isfinite(record.train_loss):
+        if self.error or not self.monitor.recording.epochs or not math.isfinite(record.train_loss):
             return None
         entry = self.monitor.recording.epochs[-1]
-        entry["train_eval_loss"] = self.ctx.evaluate(model, "train", limit=self.n)["loss"]
-        entry["train_mode_loss"] = train_mode_loss(self.ctx, model, self.n)
+        try:
+            entry["train_eval_loss"] = self.ctx.evaluate(model, "train", limit=self.n)["loss"]
+            entry["train_mode_loss"] = train_mode_loss(self.ctx, model, self.n)
+        except Exception as e:  # noqa: BLE001 - unusual batches: train on, without the probe
+            self.error = f"{type(e).__name__}: {e}"
         return None
 
 
@@ -171,9 +175,9 @@ class TrainingRun(Check):
     def run(self, ctx: Context) -> list[Finding]:
         model = ctx.fresh_model()
         optimizer = ctx.make_optimizer(model)
-        split = "val" if ctx.has_split("val") else "train"
         monitor = Monitor(MonitorConfig(**dict(ctx.options.get("monitor") or {})),
-                          fixed_batch=ctx.batch(split, n=FIXED_BATCH), task=ctx.task_type)
+                          fixed_batch=_fixed_batch(ctx), task=ctx.task_type)
+        probe = EndOfEpochProbe(ctx, monitor)
         stopper = EarlyStopping(StoppingConfig.from_options(ctx.options.get("early_stopping")))
         scheduler, schedule_name = scheduler_factory(ctx)
         clip = ctx.options.get("grad_clip")
@@ -181,12 +185,14 @@ class TrainingRun(Check):
         history = fit(ctx, model, optimizer=optimizer,
                       epochs=int(ctx.options.get("train_epochs") or ctx.experiment.epochs),
                       scheduler=scheduler, grad_clip=float(clip) if clip else None,
-                      callbacks=[monitor, EndOfEpochProbe(ctx, monitor), stopper],
+                      callbacks=[monitor, probe, stopper],
                       time_budget_s=time_budget(ctx), restore_best=True,
                       description="training with the monitor")
         rec = monitor.recording
         last = rec.epochs[-1] if rec.epochs else {}
         metrics, rel_se = val_loss_rel_se(ctx, model) if ctx.has_split("val") else ({}, 0.0)
+        if probe.error:
+            ctx.record("probe_error", probe.error)
         lr_state = ctx.state.get("lr") or {}
         extras = det.Extras(
             baselines=ctx.state.get("baselines"), train_mode_end=last.get("train_mode_loss"),
@@ -257,6 +263,15 @@ class TrainingRun(Check):
             rec, diagnosis.verdicts, best_epoch=history.best_epoch, stopped=stopped))
         if rec.predictions:
             ctx.add_figure("Prediction dynamics", plots.prediction_dynamics(rec))
+
+
+def _fixed_batch(ctx: Context) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A few validation samples whose predictions are followed (None if they cannot be
+    stacked, e.g. dict inputs)."""
+    try:
+        return ctx.batch("val" if ctx.has_split("val") else "train", n=FIXED_BATCH)
+    except Exception:  # noqa: BLE001 - prediction dynamics are optional
+        return None
 
 
 def _r(x: Any, digits: int = 4) -> Any:
@@ -332,7 +347,27 @@ class ActivationHealth(_FromTrainingRun):
                                                              "saturated fraction"], rows)
         if ctx.options.get("train_figures", True):
             ctx.add_figure("Dead and saturated units", plots.activation_fractions(rec))
-        return self.findings_from_run(ctx)
+        findings = self.findings_from_run(ctx)
+        for f in findings:
+            if f.code == det.DeadRelu.code:
+                _tailor_dead_relu(f, rec, ctx.state["train"]["state_dict"])
+        return findings
+
+
+def _tailor_dead_relu(f: Finding, rec: Recording, weights: dict[str, torch.Tensor]) -> None:
+    """Name the bias feeding each dead layer when it is negative (the classic bad init)."""
+    notes = []
+    for act in f.evidence.get("layers", []):
+        layer = rec.activation_inputs.get(act.split("#")[0])
+        bias = weights.get(f"{layer}.bias") if layer else None
+        if bias is not None and bias.numel():
+            mean = float(bias.float().mean())
+            f.evidence.setdefault("input_bias_mean", {})[act] = mean
+            if mean < 0:
+                notes.append(f"'{layer}' (feeding '{act}') has biases averaging {mean:.3g}")
+    if notes:
+        f.fix = (f"Negative biases push units below zero for every input: {'; '.join(notes)}. "
+                 "Initialise them at 0 (or slightly positive). " + f.fix)
 
 
 def _col_median(a: Any, j: int) -> float:
