@@ -180,3 +180,22 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _threads() -> None:
     torch.set_num_threads(1)
+
+
+def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path) -> None:
+    def space(trial: optuna.Trial) -> dict[str, Any]:
+        if trial.number == 2:
+            raise KeyboardInterrupt
+        return {"lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True)}
+
+    exp = tiny_experiment(search_space=space)
+    res = run(exp, ["tune"], options={"tune_trials": 4, "run_dir": str(tmp_path)})
+    (check,) = res.stages[0].checks
+    assert res.interrupted and check.reason == "interrupted"
+    assert "resume" in check.metrics["interrupted"]
+    assert [r[1] for r in check.tables[1].rows] == ["complete", "complete", "fail"]
+    # the rerun resumes: 2 finished, 2 to go (the interrupted trial does not count)
+    exp.search_space = lambda t: {"lr": t.suggest_float("lr", 1e-3, 1e-2, log=True)}
+    again = _tune(exp, run_dir=str(tmp_path), tune_trials=4)
+    assert again.metrics["trials_before_this_run"] == 2
+    assert again.metrics["counts"]["complete"] + again.metrics["counts"]["pruned"] == 4

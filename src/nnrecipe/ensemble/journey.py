@@ -82,11 +82,13 @@ class Journey(Check):
         metric = primary_metric(ctx)
         points = journey_points(ctx.state, metric)
         m = metric.name
+        losses = m != "loss"  # for regression the metric is the loss: no second pair
         rows = [[p["step"], p["what"] if p["ran"] else f"{p['what']}: not run",
-                 _r(p["val"].get(m)), _r(p["test"].get(m)), _r(p["val"].get("loss")),
-                 _r(p["test"].get("loss"))] for p in points]
-        ctx.add_table("The journey", ["step", "what", f"val {m}", f"test {m}", "val loss",
-                                      "test loss"], rows,
+                 _r(p["val"].get(m)), _r(p["test"].get(m))]
+                + ([_r(p["val"].get("loss")), _r(p["test"].get("loss"))] if losses else [])
+                for p in points]
+        ctx.add_table("The journey", ["step", "what", f"val {m}", f"test {m}"]
+                      + (["val loss", "test loss"] if losses else []), rows,
                       caption="each point's numbers come from the stage that produced it")
         ctx.record("journey", [{"step": p["step"], "val": p["val"].get(m),
                                 "test": p["test"].get(m)} for p in points])

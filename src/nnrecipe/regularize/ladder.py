@@ -214,18 +214,27 @@ class RegularizationLadder(Check):
         rows = [Row("reference", f"{epochs} epochs, final weights", ref, 0.0, spread,
                     "reference", val=dict(ref.val.metrics))]
         rows.append(self._early_stopping_row(ref))
-        curve, data_rows = self._learning_curve(ref)
-        rows.extend(data_rows)
-        for name, setting, settings, cost in first_values_first(self._knob_rungs()):
-            rows.append(self._rung(name, setting, settings, cost))
-        findings.extend(self._dropout_bn(rows))
-        helped = [r for r in rows if _helped(r) and r.rung not in ("early stopping", "more data")]
-        if len(helped) >= 2:
-            rows.append(self._combined(helped))
+        curve: DataVerdict | None = None
+        interrupted = False
+        try:  # Ctrl-C: report the rungs that finished, then stop
+            curve, data_rows = self._learning_curve(ref)
+            rows.extend(data_rows)
+            for name, setting, settings, cost in first_values_first(self._knob_rungs()):
+                rows.append(self._rung(name, setting, settings, cost))
+            findings.extend(self._dropout_bn(rows))
+            helped = [r for r in rows if _helped(r) and r.rung not in ("early stopping",
+                                                                          "more data")]
+            if len(helped) >= 2:
+                rows.append(self._combined(helped))
+        except KeyboardInterrupt:
+            interrupted = True
         best = self._choose(rows)
         self._store(rows, best, curve)
         self._report(rows, curve)
         findings.append(self._advice(rows, best, curve))
+        if interrupted:
+            ctx.record("interrupted", "Ctrl-C: the rungs that finished are shown")
+            raise KeyboardInterrupt
         return findings
 
     # -------------------------------------------------------------- runs
@@ -556,10 +565,11 @@ class RegularizationLadder(Check):
         helped = sorted((r for r in ran if _helped(r)), key=lambda r: (-r.gain, -r.loss_gain))
         hurt = [r for r in ran if r.verdict == "hurt"]
         gap = ref.val.metrics.get("loss", math.nan) - ref.train_loss
+        val_loss = ("" if m == "loss"
+                    else f", val loss {ref.val.metrics.get('loss', math.nan):.3g}")
         parts = [f"against the unregularised reference (validation {m} "
-                 f"{ref.val.value(self.metric):.4g}, train loss {ref.train_loss:.3g}, val loss "
-                 f"{ref.val.metrics.get('loss', math.nan):.3g}; seed-to-seed spread "
-                 f"{self.spread:.2g})"]
+                 f"{ref.val.value(self.metric):.4g}, train loss {ref.train_loss:.3g}{val_loss}; "
+                 f"seed-to-seed spread {self.spread:.2g})"]
         if helped:
             parts.append("helped: " + "; ".join(
                 f"{r.rung} {r.setting} ({m} {r.gain:+.3g}"

@@ -200,6 +200,24 @@ class Objective:
             study.stop()
 
 
+@dataclass
+class Search:
+    """One run of the search: how it was set up, and whether Ctrl-C cut it short."""
+
+    name: str
+    where: str
+    sampler: str
+    key: str
+    maximize: bool
+    epochs: int
+    n_trials: int
+    space: SearchSpace
+    objective: Objective
+    keeper: TopModels
+    before: int = 0
+    interrupted: bool = False
+
+
 def _clean(values: Any) -> Any:
     if isinstance(values, dict):
         return {k: _clean(v) for k, v in values.items()}
@@ -245,56 +263,73 @@ class HyperparameterSearch(Check):
 
     def run(self, ctx: Context) -> list[Finding]:
         n_trials = int(ctx.options.get("tune_trials") or DEFAULT_TRIALS)
-        sampler_name = str(ctx.options.get("tune_sampler") or "tpe").lower()
         epochs = int(ctx.options.get("tune_epochs") or ctx.experiment.epochs)
         key = str(ctx.options.get("tune_metric") or "loss")
-        maximize = key != "loss"
-        space = search_space(ctx)
         storage, where = open_storage(ctx)
-        name = study_name(ctx)
         allowance = budget.allowance(ctx, BUDGET_SHARE)
-        keeper = TopModels(TOP_K, maximize)
-        objective = Objective(ctx, space, epochs, key, keeper,
-                              None if allowance is None else time.monotonic() + allowance)
+        space = search_space(ctx)
+        keeper = TopModels(TOP_K, maximize=key != "loss")
+        run = Search(study_name(ctx), where, str(ctx.options.get("tune_sampler") or "tpe").lower(),
+                     key, key != "loss", epochs, n_trials, space,
+                     Objective(ctx, space, epochs, key, keeper,
+                               None if allowance is None else time.monotonic() + allowance),
+                     keeper)
         with quiet_optuna():
             study = optuna.create_study(
-                storage=storage, study_name=name, load_if_exists=True,
-                direction="maximize" if maximize else "minimize",
-                sampler=make_sampler(sampler_name, ctx.seed, n_trials),
+                storage=storage, study_name=run.name, load_if_exists=True,
+                direction="maximize" if run.maximize else "minimize",
+                sampler=make_sampler(run.sampler, ctx.seed, n_trials),
                 pruner=optuna.pruners.PercentilePruner(
                     PRUNE_PERCENTILE, n_startup_trials=PRUNER_STARTUP,
                     n_warmup_steps=max(1, epochs // 3)))
-            before = len(study.get_trials(deepcopy=False, states=FINISHED))
+            run.before = len(study.get_trials(deepcopy=False, states=FINISHED))
             if not study.get_trials(deepcopy=False):
                 for params in space.starts:
                     study.enqueue_trial(params, skip_if_exists=True)
-            to_run = max(0, n_trials - before)
+            to_run = max(0, n_trials - run.before)
             if to_run:
-                study.optimize(objective, n_trials=to_run, timeout=allowance,
-                               catch=(Exception,), gc_after_trial=False,
-                               callbacks=[optuna.study.MaxTrialsCallback(n_trials, FINISHED),
-                                          objective.stop_when_out_of_time])
+                try:
+                    study.optimize(run.objective, n_trials=to_run, timeout=allowance,
+                                   catch=(Exception,), gc_after_trial=False,
+                                   callbacks=[optuna.study.MaxTrialsCallback(n_trials, FINISHED),
+                                              run.objective.stop_when_out_of_time])
+                except KeyboardInterrupt:
+                    # Ctrl-C: the finished trials are in the storage (a rerun resumes) and
+                    # are reported below; the interrupt is raised again at the end.
+                    run.interrupted = True
             trials = study.get_trials(deepcopy=False)
+        findings = self._report(ctx, study, trials, run)
+        if run.interrupted:
+            raise KeyboardInterrupt
+        return findings
+
+    def _report(self, ctx: Context, study: optuna.Study, trials: list[Any], run: Search
+                ) -> list[Finding]:
+        name, where, key, maximize = run.name, run.where, run.key, run.maximize
+        epochs, before = run.epochs, run.before
+        if run.interrupted:
+            ctx.record("interrupted", "Ctrl-C: the finished trials are kept in the study; "
+                                      "rerun with the same --out/--storage to resume")
         ctx.record("study", name)
         ctx.record("storage", where)
-        ctx.record("sampler", WHY.get(sampler_name, sampler_name))
+        ctx.record("sampler", WHY.get(run.sampler, run.sampler))
         ctx.record("pruner", f"PercentilePruner({PRUNE_PERCENTILE:g}, n_startup_trials="
                              f"{PRUNER_STARTUP}, n_warmup_steps={max(1, epochs // 3)}): the "
                              "worst quarter at each epoch is stopped")
         ctx.record("objective", f"validation {key} of the best epoch "
                                 f"({'maximise' if maximize else 'minimise'})")
-        ctx.record("trials_target", n_trials)
+        ctx.record("trials_target", run.n_trials)
         ctx.record("trials_before_this_run", before)
         ctx.record("epochs_per_trial", epochs)
         counts = {s.name.lower(): sum(t.state == s for t in trials)
                   for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                             TrialState.RUNNING)}
         ctx.record("counts", counts)
-        self._space_table(ctx, space)
+        self._space_table(ctx, run.space)
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
                     and math.isfinite(t.value)]
         if not complete:
-            ctx.state["tune"] = {"study_name": name, "storage": where, "sampler": sampler_name,
+            ctx.state["tune"] = {"study_name": name, "storage": where, "sampler": run.sampler,
                                  "metric": key, "top": [], "best": None, "counts": counts}
             errors = sorted({str(t.user_attrs.get("error")) for t in trials
                              if t.user_attrs.get("error")})
@@ -305,16 +340,17 @@ class HyperparameterSearch(Check):
                 fix="Read the errors; a declared search space must return overrides the "
                     "model factory and optimizer accept.")]
         best = max(complete, key=lambda t: t.value if maximize else -t.value)  # type: ignore[operator]
-        reproduced = self._reproduce(ctx, objective, keeper, complete, maximize)
+        reproduced = ([] if run.interrupted
+                      else self._reproduce(ctx, run.objective, run.keeper, complete, maximize))
         ctx.record("reproduced_trials", reproduced)
-        kept = keeper.best_first()
+        kept = run.keeper.best_first()
         best_here = next((k for k in kept if k.number == best.number), None)
         test = {}
         if best_here is not None and ctx.has_split("test"):
             test = ctx.evaluate(knobs.rebuild(ctx, best_here.settings, best_here.state_dict),
                                 "test")
         ctx.state["tune"] = {
-            "study_name": name, "storage": where, "sampler": sampler_name, "metric": key,
+            "study_name": name, "storage": where, "sampler": run.sampler, "metric": key,
             "direction": "maximize" if maximize else "minimize", "counts": counts,
             "best": {"number": best.number, "value": best.value, "params": dict(best.params),
                      "val": dict(best.user_attrs.get("val") or {}), "test": test,
