@@ -97,3 +97,17 @@ def test_ivf_search_finds_copies_at_scale() -> None:
     index = neighbors.build_index(X)
     d, p = neighbors.self_knn(X, 2, index=index)
     assert p[100, 0] == 200 and p[200, 0] == 100
+
+
+def test_a_failing_loading_pass_crashes_one_check_and_skips_the_rest(monkeypatch) -> None:  # noqa: ANN001
+    from nnrecipe.data import view as view_mod
+    from tests.data.helpers import run_data
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr(view_mod, "_load_split", broken)
+    res = run_data(experiment(blobs(n=50)))
+    statuses = [c.status for s in res.stages for c in s.checks]
+    assert statuses[0] == "crashed" and set(statuses[1:]) == {"skipped"}
+    assert "RuntimeError: unexpected" in res.stages[0].checks[1].reason

@@ -8,7 +8,7 @@ import numpy as np
 
 from nnrecipe.core.context import Context
 from nnrecipe.core.registry import Check
-from nnrecipe.data.view import DataView, SplitView, get_view, require_train
+from nnrecipe.data.view import DataView, SplitView, ViewUnavailable, get_view, require_train
 
 MAX_LISTED = 50  # sample references kept in a finding's evidence (the tables hold more)
 
@@ -19,7 +19,10 @@ class DataCheck(Check):
     stage = "data"
 
     def applies(self, ctx: Context) -> str | None:
-        view = get_view(ctx)
+        try:
+            view = get_view(ctx)
+        except ViewUnavailable as e:
+            return f"the data could not be read ({e}); see data-overview"
         return require_train(view) or self.applies_to(view)
 
     def applies_to(self, view: DataView) -> str | None:

@@ -44,7 +44,9 @@ class CorruptSamples(DataCheck):
     order = 2
 
     def applies(self, ctx: Context) -> str | None:
-        self.view(ctx)
+        reason = super().applies(ctx)
+        if reason and reason.startswith("the data could not be read"):
+            return reason
         return None  # runs even when nothing in train is usable: that is its finding
 
     def run(self, ctx: Context) -> list[Finding]:

@@ -176,7 +176,9 @@ class DataDuplicates(DataCheck):
                         "fraction": dg.redundant / n, "near_threshold": dg.threshold,
                         "median_nn_distance": dg.median_nn,
                         "warn_fraction": DUP_WARN_FRACTION}
-            out.append(self.finding(msg, evidence, severity=sev))
+            f = self.finding(msg, evidence, severity=sev)
+            f.figures = [f"Duplicate groups in {split}"]  # only this split's grid
+            out.append(f)
         return out
 
     def _show(self, ctx: Context, view: DataView, sv: SplitView, dg: DupGroups) -> None:
@@ -243,7 +245,9 @@ class SplitLeakage(DataCheck):
             evidence = {"split": q, "reference": r, "leaked": len(leaked), "of": n,
                         "fraction": len(leaked) / n, "exact": n_exact,
                         "pairs": pairs_ref[:MAX_LISTED], "near_threshold": thr}
-            out.append(self.finding(msg, evidence, severity=sev))
+            f = self.finding(msg, evidence, severity=sev)
+            f.figures = [f"Leaked pairs {q}/{r}"]
+            out.append(f)
         return out
 
     def _leaks(self, view: DataView, q: str, r: str

@@ -145,7 +145,9 @@ class DistributionShift(DataCheck):
                         "shifted_features": {names[j]: round(float(st.ks[j]), 3) for j in top
                                              if st.ks[j] >= KS_MIN},
                         "ks_min": KS_MIN, "auc_warn": AUC_WARN}
-            out.append(self.finding(msg, evidence))
+            f = self.finding(msg, evidence)
+            f.figures = [f"Shifted features train vs {name}", f"Class frequencies (train vs {name})"]
+            out.append(f)
         return out
 
     def _stats(self, view: DataView, name: str, rows_tr: np.ndarray, rows: np.ndarray,

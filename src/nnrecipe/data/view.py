@@ -202,11 +202,22 @@ class DataView:
 # ---------------------------------------------------------------- public entry
 
 
+class ViewUnavailable(RuntimeError):
+    """The loading pass failed earlier in this run (the check that ran it shows why)."""
+
+
 def get_view(ctx: Context) -> DataView:
-    """The cached :class:`DataView` of this run (built on first use)."""
+    """The cached :class:`DataView` of this run (built on first use). If building it fails,
+    the first caller gets the error and later ones :class:`ViewUnavailable`."""
     view = ctx.state.get(STATE_KEY)
     if view is None:
-        view = build_view(ctx)
+        if STATE_KEY + ":error" in ctx.state:
+            raise ViewUnavailable(ctx.state[STATE_KEY + ":error"])
+        try:
+            view = build_view(ctx)
+        except Exception as e:
+            ctx.state[STATE_KEY + ":error"] = f"{type(e).__name__}: {e}"
+            raise
         ctx.state[STATE_KEY] = view
     return view
 
