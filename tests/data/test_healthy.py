@@ -6,6 +6,7 @@ from torch import nn
 
 from nnrecipe.examples.digits import experiment as digits_demo
 from tests.data.helpers import blobs, check, experiment, healthy, loud, run_data
+from tests.toys import classification_experiment, regression_experiment
 
 
 @pytest.mark.parametrize("name", ["iris", "wine", "breast_cancer", "digits"])
@@ -37,3 +38,8 @@ def test_clean_synthetic_classification_and_regression_are_quiet() -> None:
                               loss=nn.MSELoss()))
     assert loud(res) == []
     assert check(res, "label-errors").status == "skipped"
+
+
+def test_the_shared_toy_experiments_are_quiet() -> None:
+    for exp in (classification_experiment(), regression_experiment()):
+        assert loud(run_data(exp)) == []
