@@ -199,3 +199,16 @@ def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path) -> None:
     again = _tune(exp, run_dir=str(tmp_path), tune_trials=4)
     assert again.metrics["trials_before_this_run"] == 2
     assert again.metrics["counts"]["complete"] + again.metrics["counts"]["pruned"] == 4
+
+
+def test_database_url_without_driver_is_one_clear_error() -> None:
+    from nnrecipe.core.context import Context
+    from nnrecipe.errors import ConfigurationError
+    from nnrecipe.tune.storage import open_storage
+
+    ctx = Context(tiny_experiment(),
+                  options={"tune_storage": "postgresql://me:secret@localhost:1/db"})
+    with pytest.raises(ConfigurationError) as err:
+        open_storage(ctx)
+    # without the driver: an install hint; with it: the connection error. Never the password.
+    assert "postgresql://me:***@localhost" in str(err.value) and "secret" not in str(err.value)

@@ -66,10 +66,11 @@ def open_storage(ctx: Context) -> tuple[Any, str]:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
                 warnings.simplefilter("ignore")
                 storage = RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-        except ModuleNotFoundError as e:
+        except ImportError as e:
             raise ConfigurationError(
                 f"--storage {_redact(url)} needs a database driver that is not installed "
-                f"({e.name}); e.g. `pip install psycopg2-binary` for PostgreSQL") from e
+                f"({e}); e.g. `pip install psycopg2-binary` for PostgreSQL, `pymysql` for "
+                "MySQL") from e
         except Exception as e:  # noqa: BLE001 - SQLAlchemy raises many kinds
             raise ConfigurationError(f"cannot open the Optuna storage {_redact(url)}: "
                                      f"{type(e).__name__}: {e}") from e
