@@ -1,21 +1,25 @@
 """How good is nnrecipe's learning-rate suggestion? Compared with a grid of short training runs.
 
-On each task, the "truth" is a grid of constant learning rates (quarter-decade steps) trained
-for the task's short horizon with Adam, scored by the best validation loss reached, averaged
-over seeds. Each method's suggested rate is then trained the same way, and we report
+On each task, the "truth" is a grid of constant learning rates (quarter-decade steps,
+3.2e-5..1) trained for the task's short horizon (~250-300 steps) with Adam, scored by the best
+validation loss reached, averaged over training seeds. Each method's suggested rate is then
+trained the same way (same seeds), and we report
 
     ratio = validation loss at the suggestion / the grid's best validation loss
 
-(1.00 = as good as the best grid rate; lower is better). The methods:
+(1.00 = as good as the best grid rate; lower is better; below 1 when the suggestion falls
+between grid points and beats them). Each finder is itself run with several seeds (its own
+inits and batch orders); the table gives the mean ratio and the worst. The methods:
 
-- ``nnrecipe``: ``find_lr`` as the overfit stage runs it (3 sweeps, validated candidates).
+- ``nnrecipe``: ``find_lr`` as the overfit stage runs it (3 sweeps, then short validated
+  runs of at most 100 steps, a third of the grid's horizon).
 - ``nnrecipe-sweep``: nnrecipe without validation runs (a tenth of the median sweep edge).
 - ``steepest`` and ``valley``: the two common rules on one fastai-style sweep (1e-7..10,
   100 steps, EMA 0.98 debiased smoothing, stop at 4x the minimum, first 10% and last 5 points
   dropped), implemented here as references.
 
-Run: ``.venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular] [--seeds 2] [--jobs 2]``
-Prints a Markdown table for README.md.
+Run: ``.venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular] [--seeds 5]
+[--finder-seeds 3] [--jobs 2] [--cache FILE]``. Prints Markdown tables for README.md.
 """
 
 from __future__ import annotations
@@ -207,15 +211,16 @@ class TaskResult:
     task: str
     grid_best_lr: float
     grid_best: float
-    suggestions: dict[str, float]
-    ratios: dict[str, float]
-    confidence: str
-    nnrecipe_steps: int
+    suggestions: dict[str, list[float]]  # per method, one per finder seed
+    ratios: dict[str, list[float]]
+    confidence: list[str]
+    nnrecipe_steps: list[int]
     grid_steps: int
     seconds: float
 
 
-def run_task(name: str, seeds: int, cache: str | None = None) -> TaskResult:
+def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int = 1
+             ) -> TaskResult:
     torch.set_num_threads(1)
     if cache and os.path.exists(cache):
         with open(cache) as fh:
@@ -224,38 +229,45 @@ def run_task(name: str, seeds: int, cache: str | None = None) -> TaskResult:
     exp = TASKS[name]()
     grid = {lr: val_loss_at(exp, lr, seeds) for lr in GRID}
     best_lr = min(grid, key=grid.__getitem__)
-
-    ctx = Context(exp, seed=0)
-    found = find_lr(ContextProbe(ctx), seed=0)
-    lrs, losses = fastai_curve(*reference_sweep(ctx))
-    suggestions = {
-        "nnrecipe": found.suggested,
-        "nnrecipe-sweep": log_median(found.edge_lrs) / 10,
-        "steepest": steepest_rule(lrs, losses),
-        "valley": valley_rule(lrs, losses),
-    }
-    ratios = {k: val_loss_at(exp, lr, seeds) / grid[best_lr] for k, lr in suggestions.items()}
-    steps = sum(len(s.losses) for s in found.sweeps) + sum(len(r.train_losses) for r in found.runs)
+    methods = ("nnrecipe", "nnrecipe-sweep", "steepest", "valley")
+    suggestions: dict[str, list[float]] = {m: [] for m in methods}
+    confidence, steps = [], []
+    for fs in range(finder_seeds):  # the finders are random too: other inits, batch orders
+        ctx = Context(exp, seed=fs)
+        found = find_lr(ContextProbe(ctx), seed=0)
+        lrs, losses = fastai_curve(*reference_sweep(ctx))
+        for m, lr in zip(methods, (found.suggested, log_median(found.edge_lrs) / 10,
+                                   steepest_rule(lrs, losses), valley_rule(lrs, losses)),
+                         strict=True):
+            suggestions[m].append(lr)
+        confidence.append(found.confidence)
+        steps.append(sum(len(s.losses) for s in found.sweeps)
+                     + sum(len(r.train_losses) for r in found.runs))
+    ratios = {m: [val_loss_at(exp, lr, seeds) / grid[best_lr] for lr in v]
+              for m, v in suggestions.items()}
     per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
     if cache:
         with open(f"{cache}.{name}", "w") as fh:
             json.dump(CACHE, fh)
     return TaskResult(exp.name or name, best_lr, grid[best_lr], suggestions, ratios,
-                      found.confidence, steps, len(GRID) * per_epoch * exp.epochs,
+                      confidence, steps, len(GRID) * per_epoch * exp.epochs,
                       time.perf_counter() - t0)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=5, help="training seeds per grid point")
+    ap.add_argument("--finder-seeds", type=int, default=3,
+                    help="independent runs of each finder (seeds of its sweeps and runs)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", help="JSON file of grid results to reuse (while iterating)")
     args = ap.parse_args()
     names = args.tasks.split(",")
+    n = len(names)
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(run_task, names, [args.seeds] * len(names),
-                                [args.cache] * len(names)))
+        results = list(pool.map(run_task, names, [args.seeds] * n, [args.cache] * n,
+                                [args.finder_seeds] * n))
     if args.cache:
         merged: dict[str, float] = {}
         for name in names:
@@ -264,17 +276,31 @@ def main() -> None:
             os.remove(f"{args.cache}.{name}")
         with open(args.cache, "w") as fh:
             json.dump(merged, fh)
+    report(results)
+
+
+def report(results: list[TaskResult]) -> None:
     methods = list(results[0].ratios)
-    print("| task | grid best lr | " + " | ".join(methods) + " | confidence | steps (nnrecipe / grid) |")
+    print("Validation loss at the suggestion / the grid's best (mean over finder seeds, worst "
+          "in brackets):\n")
+    print("| task | grid best lr | " + " | ".join(f"`{m}`" for m in methods)
+          + " | nnrecipe confidence | nnrecipe steps (grid: per seed) |")
     print("|---|---|" + "---|" * len(methods) + "---|---|")
     for r in results:
-        cells = [f"{r.ratios[m]:.3f} ({r.suggestions[m]:.1e})" for m in methods]
+        cells = [f"{np.mean(r.ratios[m]):.3f} ({max(r.ratios[m]):.3f})" for m in methods]
+        conf = ", ".join(sorted(set(r.confidence), key=r.confidence.index))
         print(f"| {r.task} | {r.grid_best_lr:.1e} | " + " | ".join(cells)
-              + f" | {r.confidence} | {r.nnrecipe_steps} / {r.grid_steps} |")
-    means = [np.mean([r.ratios[m] for r in results]) for m in methods]
-    worst = [max(r.ratios[m] for r in results) for m in methods]
+              + f" | {conf} | {int(np.mean(r.nnrecipe_steps))} ({r.grid_steps}) |")
+    means = [np.mean([np.mean(r.ratios[m]) for r in results]) for m in methods]
+    worst = [max(max(r.ratios[m]) for r in results) for m in methods]
     print("| **mean** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " | | |")
     print("| worst | | " + " | ".join(f"{v:.3f}" for v in worst) + " | | |")
+    print("\nSuggested rates (per finder seed):\n")
+    print("| task | " + " | ".join(f"`{m}`" for m in methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for r in results:
+        print(f"| {r.task} | " + " | ".join(", ".join(f"{v:.1e}" for v in r.suggestions[m])
+                                           for m in methods) + " |")
     print(f"\nseconds per task: {', '.join(f'{r.task} {r.seconds:.0f}' for r in results)}")
 
 

@@ -6,7 +6,8 @@ sweep is a noisy curve, and a rule read off it (steepest slope, the "valley", mi
 guess; so :func:`find_lr` repeats the sweep with different seeds and batch orders, takes the
 *edge* (the rate at which the smoothed loss bottoms out before diverging) from each, and then
 *validates* a few candidate rates below the edge with short real training runs, choosing the
-one with the lowest held-out loss. The spread of the edges across sweeps and the shape of the
+rate whose neighbourhood (+-0.25 decade) has the lowest held-out loss, and re-running it with
+another seed to measure the noise. The spread of the edges across sweeps and the shape of the
 held-out losses around the winner give the confidence and the plausible range.
 
 The measuring is done by a :class:`Probe` (fresh models from an experiment, or a user's model
@@ -33,17 +34,18 @@ DEFAULT_SWEEP_STEPS = 100
 DIVERGE_FACTOR = 4.0
 EMA_BETA = 0.9  # ~10-step memory: only for the online stop; the analysis smooths centred
 MIN_STEPS_BEFORE_STOP = 10
-# Candidate rates are the edge times 10^-k/2, k = 1..4 (edge/3 .. edge/100). Measured on the
-# benchmark tasks: the best constant rate for a few hundred steps lies 0.5-2 decades below the
-# edge of a 100-step sweep (the sweep spends ~8 steps at each rate, training spends hundreds).
+# Candidate rates are the edge times 10^-k/2, k = 1..3 (edge/3 .. edge/30). Measured on the
+# benchmark tasks: the best constant rate for a few hundred steps lies 0-1.2 decades below the
+# edge of a 100-step sweep (the sweep spends ~8 steps at each rate, training spends hundreds);
+# when the best candidate sits at either end, up to MAX_EXTENSIONS more half-decade steps.
 CANDIDATE_DECADES = (0.5, 1.0, 1.5)
 MAX_EXTENSIONS = 2
 # Half-width (decades) of the neighbourhood a rate is judged by: the benchmark tasks' optimum
-# moves by about this much from seed to seed (digits: best at 1e-2 for one seed, diverging at
-# 1.2e-2 for another), so a rate this far from a cliff is safe from it.
+# moves by about this much from seed to seed (digits: one seed best at 1.2e-2, another
+# already unstable there), so a rate this far from a cliff is safe from it.
 ROBUST_HALF_WIDTH = 0.25
-MAX_REFINEMENTS = 2
-TIE_FRACTION = 1e-3  # of the loss at init: held-out losses closer than this are ties  # more candidates in the direction the best one sits at the boundary
+MAX_REFINEMENTS = 2  # extra runs at the robust choice when it falls between rates tried
+TIE_FRACTION = 1e-3  # of the loss at init: held-out losses closer than this are ties
 # A candidate is "as good as the best" when its held-out loss is within this fraction of the
 # best, or within twice the run-to-run noise measured by re-running the best with another seed.
 RANGE_TOLERANCE = 0.05
