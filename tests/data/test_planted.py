@@ -180,3 +180,26 @@ def test_labels_numbered_from_one_or_sparse_are_pointed_out() -> None:
     (f,) = found(res, "class-imbalance")
     assert "sparse values" in f.message
     assert check(res, "class-imbalance").tables[0].rows[0] == ["42", 100]
+
+
+class Augmenting(torch.utils.data.Dataset):
+    """Adds fresh noise on every read, as train-time augmentation does."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
+        self.X, self.y = X, y
+        self.rng = np.random.default_rng()
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int):  # noqa: ANN204
+        return torch.from_numpy(self.X[i] + self.rng.normal(0, 1.0, self.X[i].shape)
+                                .astype(np.float32)), int(self.y[i])
+
+
+def test_shift_caused_by_train_augmentation_is_info() -> None:
+    X, y = blobs(n=2000)
+    res = run_data(experiment(Augmenting(X[:1500], y[:1500]), (X[1500:], y[1500:])),
+                   "distribution-shift")
+    (f,) = found(res, "distribution-shift")
+    assert f.severity.value == "info" and f.evidence["train_augmented"] is True

@@ -140,12 +140,22 @@ class DistributionShift(DataCheck):
                 if fig is not None:
                     ctx.add_figure(f"Class frequencies (train vs {name})", fig)
             msg = f"{name} differs from train: " + "; ".join(reasons) + "."
+            severity = None
+            if tr.augmented and not sv.augmented:
+                # By reasoning: augmentation applied to train only shifts the input
+                # statistics by design (noise, crops, colour jitter); the skeleton stage's
+                # augmentation-active reports it. Still worth knowing, not a warning.
+                severity = Severity.INFO
+                msg += (" The training set is augmented on read (the same index gave different "
+                        "inputs) and the " + name + " set is not, which by itself shifts input "
+                        "statistics; compare them with augmentation off.")
             evidence = {"split": name, "domain_auc": st.auc, "domain_auc_z": st.auc_z,
                         "label_tvd": st.label_tvd, "label_p": st.label_p,
                         "shifted_features": {names[j]: round(float(st.ks[j]), 3) for j in top
                                              if st.ks[j] >= KS_MIN},
                         "ks_min": KS_MIN, "auc_warn": AUC_WARN}
-            f = self.finding(msg, evidence)
+            evidence["train_augmented"] = tr.augmented
+            f = self.finding(msg, evidence, severity=severity)
             f.figures = [f"Shifted features train vs {name}", f"Class frequencies (train vs {name})"]
             out.append(f)
         return out

@@ -72,6 +72,8 @@ class SplitView:
     rep: np.ndarray | None = None     # float32 (m, d)
     Y: np.ndarray | None = None       # the targets stacked, when they came as one array
     sparse_labels: bool = False       # labels were sparse values, renumbered 0..k-1
+    augmented: bool = False           # reading the same index twice gave different inputs
+    int_inputs: bool = False          # a map-style dataset whose inputs are integers
 
     @property
     def n(self) -> int:
@@ -370,7 +372,24 @@ def _load_items(name: str, ds: Any, n: int, index: np.ndarray, advance: Callable
     ok &= finite
     hashes[~ok] = 0
     X[~ok] = 0
-    return SplitView(name, n, index, X, ok, hashes, y_raw, problems), modal_shape
+    sv = SplitView(name, n, index, X, ok, hashes, y_raw, problems)
+    sv.augmented = _augments(ds, sv, name)
+    sv.int_inputs = modal_kind_s == "i"
+    return sv, modal_shape
+
+
+AUGMENT_PROBES = 8
+
+
+def _augments(ds: Any, sv: SplitView, split: str) -> bool:
+    """Whether the dataset transforms randomly on read: a few samples, read again."""
+    for p in sv.good[:AUGMENT_PROBES]:
+        x, _, problem = _read_item(ds, int(sv.index[p]), split)
+        if problem is None and x is not None:
+            again = row_hashes(np.ascontiguousarray(x, dtype=np.float32).reshape(1, -1))[0]
+            if again != sv.hashes[p]:
+                return True
+    return False
 
 
 def _read_item(ds: Any, i: int, split: str
@@ -490,7 +509,7 @@ def _input_dtype(ctx: Context, splits: dict[str, SplitView]) -> str:
     ds = ctx.dataset("train")
     if isinstance(ds, TensorDataset):
         return str(ds.tensors[0].dtype).replace("torch.", "")
-    return "float32"
+    return "int64" if splits["train"].int_inputs else "float32"
 
 
 def _kind(shape: tuple[int, ...], dtype: str) -> str:
