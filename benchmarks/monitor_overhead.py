@@ -5,8 +5,9 @@ B/A, ...) for the plain loop and a variant, one torch thread, and the median ste
 compared:
 
 * ``plain``   — zero_grad, forward, loss, backward, step, ``loss.item()``
-* ``monitor`` — the same with ``nnrecipe.watch`` attached (default ``MonitorConfig``), one
-  ``w.step(loss)`` per step (live detectors included)
+* ``monitor`` — the same with ``nnrecipe.watch`` attached for the whole run (default
+  ``MonitorConfig``, overhead governor included), one ``w.step(loss)`` per step (live
+  detectors included); it trains a copy of the model from the same init on the same batches
 * ``anomaly`` — the plain loop under ``torch.autograd.detect_anomaly()``, the reference point
   for "catch the first NaN"
 
@@ -19,6 +20,7 @@ Run: ``python benchmarks/monitor_overhead.py [--quick] [--out results.json]``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import statistics
@@ -46,12 +48,11 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 
 
-def run_block(model: nn.Module, opt: torch.optim.Optimizer, batches: list, variant: str
-              ) -> tuple[float, float]:
+def run_block(model: nn.Module, opt: torch.optim.Optimizer, batches: list,
+              watcher: object | None = None, anomaly: bool = False) -> tuple[float, float]:
     """(wall, CPU) seconds per step over one block. With one torch thread all the work runs
     in this process, so CPU time is the step's cost even on a busy machine."""
-    watcher = nnrecipe.watch(model, opt, on_finding=lambda f: None) if variant == "monitor" else None
-    ctx = torch.autograd.detect_anomaly() if variant == "anomaly" else None
+    ctx = torch.autograd.detect_anomaly() if anomaly else None
     if ctx is not None:
         ctx.__enter__()
     try:
@@ -63,39 +64,48 @@ def run_block(model: nn.Module, opt: torch.optim.Optimizer, batches: list, varia
             opt.step()
             value = loss.item()
             if watcher is not None:
-                watcher.step(value)
+                watcher.step(value)  # type: ignore[attr-defined]
         n = len(batches)
         return (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
     finally:
         if ctx is not None:
             ctx.__exit__(None, None, None)
-        if watcher is not None:
-            watcher.close()
 
 
 def bench(name: str, make: Callable[[], nn.Module], shape: tuple[int, ...], rounds: int,
           steps: int) -> dict:
+    """Two copies of the model from the same init, trained on the same batches: one watched
+    for the whole run (as a user would), one plain; blocks alternate between them."""
     torch.manual_seed(0)
-    model = make()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    plain = make()
+    watched = copy.deepcopy(plain)
+    opt_p = torch.optim.Adam(plain.parameters(), lr=1e-4)
+    opt_w = torch.optim.Adam(watched.parameters(), lr=1e-4)
+    watcher = nnrecipe.watch(watched, opt_w, on_finding=lambda f: None)
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(64, *shape, generator=g), torch.randint(0, 10, (64,), generator=g))
                for _ in range(steps)]
-    wall: dict[str, list[float]] = {"plain": [], "monitor": [], "plain*": [], "anomaly": []}
-    cpu: dict[str, list[float]] = {k: [] for k in wall}
-    for v in ("plain", "monitor", "anomaly"):  # warm-up
-        run_block(model, opt, batches[:20], v)
+    runs = {"plain": lambda: run_block(plain, opt_p, batches),
+            "monitor": lambda: run_block(watched, opt_w, batches, watcher),
+            "plain*": lambda: run_block(plain, opt_p, batches),
+            "anomaly": lambda: run_block(plain, opt_p, batches, anomaly=True)}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    for k in ("plain", "monitor", "anomaly"):  # warm-up
+        runs[k]()
     # Two A/B comparisons, each interleaved A B B A ...: the monitor against the plain loop,
     # then detect_anomaly against its own plain blocks (so that neither variant's after-effects
     # on the allocator or caches fall more often on one side).
     for other, base in (("monitor", "plain"), ("anomaly", "plain*")):
         for r in range(rounds):
             for v in ((base, other) if r % 2 == 0 else (other, base)):
-                w, c = run_block(model, opt, batches, v.rstrip("*"))
+                w, c = runs[v]()
                 wall[v].append(w)
                 cpu[v].append(c)
-    out: dict = {"case": name, "params": sum(p.numel() for p in model.parameters()),
-                 "rounds": rounds, "steps_per_block": steps}
+    watcher.close()
+    out: dict = {"case": name, "params": sum(p.numel() for p in plain.parameters()),
+                 "rounds": rounds, "steps_per_block": steps,
+                 "schedule_stretch": watcher.recording.schedule_stretch}
     for label, times in (("cpu", cpu), ("wall", wall)):
         med = {v: statistics.median(ts) for v, ts in times.items()}
         out[f"{label}_median_step_ms"] = {v: round(1e3 * t, 3) for v, t in med.items()}

@@ -12,7 +12,8 @@ from nnrecipe.core.fit import fit
 from nnrecipe.train.monitor import Monitor, MonitorConfig
 from tests.toys import classification_experiment
 
-EXACT = MonitorConfig(update_every=1, activation_every=1, samples_per_tensor=10_000)
+EXACT = MonitorConfig(update_every=1, activation_every=1, samples_per_tensor=10_000,
+                      overhead_budget=None)
 
 
 def mlp() -> nn.Module:
@@ -89,7 +90,7 @@ def test_dead_and_saturated_fractions_match_the_reference() -> None:
 def test_activation_hooks_run_only_on_schedule() -> None:
     model, x, y = mlp(), *batch()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with Monitor(MonitorConfig(activation_every=4)).attach(model, opt) as mon:
+    with Monitor(MonitorConfig(activation_every=4, overhead_budget=None)).attach(model, opt) as mon:
         for _ in range(9):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
@@ -165,7 +166,7 @@ def test_in_fit_with_clipping_the_monitor_sees_the_raw_gradients() -> None:
 def test_series_are_thinned_on_long_runs() -> None:
     model, (x, y) = mlp(), batch()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    with Monitor(MonitorConfig(max_points=16)).attach(model, opt) as mon:
+    with Monitor(MonitorConfig(max_points=16, overhead_budget=None)).attach(model, opt) as mon:
         for _ in range(100):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x), y).backward()
@@ -190,3 +191,16 @@ def test_recording_is_json_ready() -> None:
     d = mon.recording.to_dict()
     json.dumps(d)
     assert d["epochs"][0]["val_accuracy"] == 0.5 and len(d["predictions"][0]["p_true"]) == 4
+
+
+def test_the_governor_stretches_the_schedule_of_an_expensive_monitor() -> None:
+    model, (x, y) = mlp(), batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Monitor(MonitorConfig(overhead_budget=1e-6)).attach(model, opt) as mon:
+        for _ in range(200):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    rec = mon.recording
+    assert rec.schedule_stretch >= 4 and len(rec.grad.steps) < 130  # 64 + 32 + 16 + ...
+    assert rec.grad.steps == sorted(rec.grad.steps)

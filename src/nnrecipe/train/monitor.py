@@ -24,6 +24,7 @@ hold ``max_points`` points, so memory stays bounded on long runs.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ SIGMOID_TYPES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
 # 0.99; sigmoid' = y(1 - y) < 0.0099 for y outside [0.01, 0.99], ~4% of its 0.25 maximum).
 TANH_SATURATION = 0.99
 SIGMOID_SATURATION = 0.01
+MAX_STRETCH = 16
 
 
 @dataclass
@@ -54,6 +56,10 @@ class MonitorConfig:
     activation_every: int = 20  # dead ReLU / saturation (a forward with hooks)
     dead_window: int = 3  # measured batches a unit must stay silent on to count as dead
     samples_per_tensor: int = 256  # coordinates per parameter tensor for update ratios
+    # Share of the step time the monitor may take; beyond it every schedule above is
+    # stretched (x2, x4, ...; at most x16). Then a NaN gradient on a step that is not measured
+    # is caught one step later, from the loss or the next gradients. None: never stretch.
+    overhead_budget: float | None = 0.03
     guard_nonfinite: bool = True  # drop an update whose gradients are NaN/inf
     stop_on_nonfinite: bool = True  # as a fit() callback: stop at the first non-finite
     max_points: int = 2000  # per-layer series are thinned beyond this
@@ -118,6 +124,7 @@ class Recording:
     optimizer_steps: int = 0
     skipped_updates: int = 0
     grad_clip: float | None = None
+    schedule_stretch: int = 1  # set by the overhead governor (MonitorConfig.overhead_budget)
 
     def epoch_series(self, key: str) -> list[float]:
         return [float(e.get(key, math.nan)) for e in self.epochs]
@@ -212,7 +219,10 @@ class Monitor(Callback):
         self._dead_masks: dict[tuple[str, int], deque[torch.Tensor]] = {}
         self._last_input: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self._stop_reason: str | None = None
-        self._in_step = False
+        self._stretch = 1
+        self._own = 0.0
+        self._window_start: float | None = None
+        self._window_steps = 0
 
     # ------------------------------------------------------------------ attaching
     @property
@@ -302,14 +312,18 @@ class Monitor(Callback):
         return (args[0], wrapped, *args[2:]), kwargs
 
     def _before_update(self) -> None:
+        t0 = time.perf_counter()
+        self._govern(t0)
         step = self.recording.optimizer_steps
-        cfg = self.config
-        if step % cfg.grad_every == 0:
+        cfg, k = self.config, self._stretch
+        if step % (cfg.grad_every * k) == 0:
             self._measure_grads(step)
-        if step % (cfg.update_every * self.recording.update.stride) == 0:
+        if step % (cfg.update_every * max(k, self.recording.update.stride)) == 0:
             self._pre_samples = self._gather_samples()
+        self._own += time.perf_counter() - t0
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        t0 = time.perf_counter()
         rec = self.recording
         step = rec.optimizer_steps
         if self._pre_samples is not None:
@@ -319,8 +333,34 @@ class Monitor(Callback):
             self._collect_activations(step)
         rec.optimizer_steps += 1
         if self._act_modules and rec.optimizer_steps % (
-                self.config.activation_every * rec.dead.stride) == 0:
+                self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
+        self._own += time.perf_counter() - t0
+
+    def add_overhead(self, seconds: float) -> None:
+        """Count time spent on the monitor's behalf outside its hooks (live detectors)."""
+        self._own += seconds
+
+    def _govern(self, now: float) -> None:
+        """Keep the monitor within ``overhead_budget`` of the step time: every 64 steps,
+        stretch every schedule by 2 when over budget, back when well under it. On tiny models
+        a fixed Python cost per step is a large share of the step."""
+        if self._window_start is None:
+            self._window_start, self._own = now, 0.0
+            return
+        self._window_steps += 1
+        if self._window_steps < 64:
+            return
+        share = self._own / max(now - self._window_start, 1e-9)
+        budget = self.config.overhead_budget
+        if not budget:
+            pass
+        elif share > budget and self._stretch < MAX_STRETCH:
+            self._stretch *= 2
+        elif share < budget / 4 and self._stretch > 1:
+            self._stretch //= 2
+        self.recording.schedule_stretch = self._stretch
+        self._window_start, self._window_steps, self._own = now, 0, 0.0
 
     def _measure_grads(self, step: int) -> None:
         # The hot path (every step): one fused norm, one copy to the CPU, a few Python floats.

@@ -175,7 +175,10 @@ class TrainingRun(Check):
     def run(self, ctx: Context) -> list[Finding]:
         model = ctx.fresh_model()
         optimizer = ctx.make_optimizer(model)
-        monitor = Monitor(MonitorConfig(**dict(ctx.options.get("monitor") or {})),
+        # No overhead governor here: its schedule depends on timing, and the same seed must
+        # give the same findings. It is for users' own loops (watch, Lightning).
+        config = MonitorConfig(**{"overhead_budget": None, **dict(ctx.options.get("monitor") or {})})
+        monitor = Monitor(config,
                           fixed_batch=_fixed_batch(ctx), task=ctx.task_type)
         probe = EndOfEpochProbe(ctx, monitor)
         stopper = EarlyStopping(StoppingConfig.from_options(ctx.options.get("early_stopping")))

@@ -24,6 +24,7 @@ rule over the whole run; ``w.report(out_dir)`` writes the same report as ``nnrec
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -87,7 +88,10 @@ class Watcher:
         urgent = self.recording.nonfinite is not None and "loss-nonfinite" not in self._emitted
         if urgent or n >= self._next_check:
             self._next_check = max(n + self.check_every, int(n * 1.1))  # O(n log n) overall
-            return self._check(LIVE_CODES)
+            t0 = time.perf_counter()
+            found = self._check(LIVE_CODES)
+            self.monitor.add_overhead(time.perf_counter() - t0)
+            return found
         return []
 
     def epoch(self, val: Mapping[str, float] | float | None = None, *,
