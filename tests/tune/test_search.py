@@ -158,7 +158,7 @@ def test_sqlite_url_storage(tmp_path: Path) -> None:
 def test_two_processes_share_one_study(tmp_path: Path) -> None:
     journal = tmp_path / "shared.journal"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.tune.worker", str(journal), "6"],
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.tune.worker", str(journal), "4"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     for p in procs:
@@ -170,11 +170,14 @@ def test_two_processes_share_one_study(tmp_path: Path) -> None:
         study = optuna.load_study(study_name="shared", storage=open_journal(journal))
     done = [t for t in study.trials if t.state.is_finished()]
     # both workers stop at the shared total (one may finish a trial already under way)
-    assert 6 <= len(done) <= 7
+    assert 4 <= len(done) <= 5
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert len({t.user_attrs.get("worker") for t in done}) == 2  # both contributed
-    params = [tuple(sorted(t.params.items())) for t in done if t.params]
-    assert len(set(params)) == len(params)  # per-trial seeds: no duplicated points
+    # per-trial seeds: sampled points are never duplicated (two workers starting on a fresh
+    # study may both enqueue the experiment's own settings: those are "fixed_params")
+    sampled = [tuple(sorted(t.params.items())) for t in done
+               if t.params and "fixed_params" not in t.system_attrs]
+    assert len(set(sampled)) == len(sampled)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ are the trial's model.
 
 The study lives in a storage that resumes and can be shared (:mod:`.storage`); ``tune_trials``
 is the study's total (complete + pruned + failed), so a rerun after an interruption only runs
-what is missing, and N workers on one study stop together at the total.
+what is missing, and N workers on one study stop together at the total (one may finish a
+trial already under way; two workers starting a fresh study at the same moment may both
+enqueue the experiment's own settings, one wasted trial).
 
 Options: ``tune_trials`` (default 8; ``nnrecipe tune --trials``), ``tune_sampler`` ("tpe" |
 "random"), ``tune_storage``, ``tune_study_name``, ``tune_epochs``, ``tune_metric``,
