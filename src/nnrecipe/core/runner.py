@@ -28,8 +28,10 @@ from nnrecipe.core.seeding import seeded
 from nnrecipe.core.stages import in_recipe_order
 from nnrecipe.errors import NNRecipeError
 
-# A stage whose errors make the later stages pointless (a broken skeleton cannot be tuned).
-GATING_STAGES = ("skeleton",)
+# A stage whose errors make the later stages pointless: a broken skeleton cannot be trained,
+# and a training run that diverges or goes non-finite cannot be regularised, tuned or
+# ensembled (fix the learning rate first: the overfit stage's range test says where).
+GATING_STAGES = ("skeleton", "train")
 
 
 def load_stage_checks() -> None:
