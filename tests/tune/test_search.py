@@ -106,8 +106,8 @@ def test_search_finds_settings_and_keeps_models(tmp_path: Path) -> None:
     assert "journal file" in check.metrics["storage"]
     assert (tmp_path / "tune" / "study.journal").exists()
     titles = [t.title for t in check.tables]
-    assert titles == ["Search space", "Trials"]
-    trials = check.tables[1].rows
+    assert titles[0] == "Search space" and titles[1].startswith("Best trial") and titles[2] == "Trials"
+    trials = check.tables[2].rows
     assert trials[0][3] == "lr=0.001, weight_decay=1e-06, batch_size=32"  # the user's own first
     assert {f.title for f in check.figures} >= {"Optimisation history", "Best trial's learning curves"}
 
@@ -121,7 +121,7 @@ def test_hopeless_trials_are_pruned() -> None:
     check = _tune(tiny_experiment(search_space=space, epochs=6), tune_trials=5)
     counts = check.metrics["counts"]
     assert counts == {"complete": 3, "pruned": 2, "fail": 0, "running": 0}
-    assert all("pruned at epoch" in r[6] for r in check.tables[1].rows[3:])
+    assert all("pruned at epoch" in r[6] for r in check.tables[2].rows[3:])
 
 
 def test_failing_space_is_a_warning_not_a_crash() -> None:
@@ -141,7 +141,7 @@ def test_a_study_resumes_where_it_stopped(tmp_path: Path) -> None:
     second = _tune(exp, run_dir=str(tmp_path), tune_trials=3)
     assert second.metrics["trials_before_this_run"] == 2
     assert second.metrics["counts"]["complete"] + second.metrics["counts"]["pruned"] == 3
-    assert len(second.tables[1].rows) == 3
+    assert len(second.tables[2].rows) == 3
     # the best trials of the first run are retrained from their seeds for the ensemble
     assert set(second.metrics["reproduced_trials"]) <= {0, 1}
 
@@ -196,7 +196,7 @@ def test_ctrl_c_keeps_the_finished_trials(tmp_path: Path) -> None:
     (check,) = res.stages[0].checks
     assert res.interrupted and check.reason == "interrupted"
     assert "resume" in check.metrics["interrupted"]
-    assert [r[1] for r in check.tables[1].rows] == ["complete", "complete", "fail"]
+    assert [r[1] for r in check.tables[2].rows] == ["complete", "complete", "fail"]
     # the rerun resumes: 2 finished, 2 to go (the interrupted trial does not count)
     exp.search_space = lambda t: {"lr": t.suggest_float("lr", 1e-3, 1e-2, log=True)}
     again = _tune(exp, run_dir=str(tmp_path), tune_trials=4)

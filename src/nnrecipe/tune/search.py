@@ -367,6 +367,12 @@ class HyperparameterSearch(Check):
         ctx.record("best_val", best.user_attrs.get("val"))
         if test:
             ctx.record("best_test", test)
+        rows = [[k, _fmt(v)] for k, v in best.params.items()]
+        rows += [[f"validation {m}", _fmt(v)] for m, v in (best.user_attrs.get("val") or {}).items()]
+        rows += [[f"test {m}", _fmt(v)] for m, v in test.items()]
+        rows += [["epochs run", best.user_attrs.get("epochs", "—")],
+                 ["worker", best.user_attrs.get("worker", "—")]]
+        ctx.add_table(f"Best trial: {best.number}", ["setting", "value"], rows)
         self._trials_table(ctx, trials, key)
         self._plot_history(ctx, trials, key, maximize)
         importances = self._importances(ctx, study, complete)
