@@ -28,20 +28,25 @@ COMMAND_STAGES: dict[str, tuple[str, ...]] = {
 def run(experiment: Experiment, stages: Sequence[str] = ("data", "skeleton"), *,
         out: str | Path | None = None, device: str = "cpu", seed: int | None = None,
         options: dict[str, Any] | None = None, progress: ProgressSink | None = None,
-        name: str | None = None, command: str = "run", only: Sequence[str] | None = None
-        ) -> RunResult:
-    """Validate ``experiment``, run ``stages`` and, when ``out`` is given, write the report.
+        name: str | None = None, command: str = "run", only: Sequence[str] | None = None,
+        write: bool = True) -> RunResult:
+    """Validate ``experiment``, run ``stages`` and, when ``out`` is given, write the report
+    there (unless ``write=False``: the CLI writes it itself). Stages keep their files
+    (checkpoints, the tune study) in ``out`` too.
 
     Raises :class:`nnrecipe.ExperimentError` when the experiment cannot run at all; every
     other problem comes back as findings.
     """
+    options = dict(options or {})
+    if out is not None:
+        options.setdefault("run_dir", str(out))
     ctx = Context(experiment, device=device, seed=seed, out_dir=Path(out) if out else None,
                   options=options, progress=progress)
     validate_experiment(ctx, need_model=any(s != "data" for s in stages))
     result = run_stages(ctx, stages, experiment_name=name or experiment.name or "experiment",
                         command=command, only=only)
     result.extra.update(ctx.state.get("report_extra", {}))
-    if out is not None:
+    if out is not None and write:
         from nnrecipe.report import write_outputs
 
         write_outputs(result, Path(out))

@@ -159,10 +159,10 @@ def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
         err_console.print(f"nnrecipe {command}: [bold]{name}[/] -> {out_dir}")
     try:
         with RichProgress(quiet) as progress:
-            # run_dir: where stages keep files that outlive the run (the tune stage's study)
-            result = run(exp, COMMAND_STAGES[command], device=device.value, seed=seed,
-                         options={**(options or {}), "run_dir": str(out_dir)},
-                         progress=progress, name=name, command=command)
+            # out_dir: where stages keep files that outlive the run (checkpoints, the study)
+            result = run(exp, COMMAND_STAGES[command], out=out_dir, write=False,
+                         device=device.value, seed=seed, options=options, progress=progress,
+                         name=name, command=command)
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
     except KeyboardInterrupt:

@@ -35,7 +35,9 @@ def render_html(result: RunResult) -> str:
     from nnrecipe import __version__
 
     order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
-    findings = sorted(result.findings, key=lambda f: (order[f.severity], f.stage, f.code))
+    stage_rank = {s.name: i for i, s in enumerate(STAGES)}
+    findings = sorted(result.findings, key=lambda f: (order[f.severity],
+                                                      stage_rank.get(f.stage, 99), f.code))
     figures = {(s.name, c.name): c.figures for s in result.stages for c in s.checks}
     stage_titles = {s.name: s.step for s in STAGES}
     ran = {s.name for s in result.stages}
@@ -44,4 +46,5 @@ def render_html(result: RunResult) -> str:
         result=result, findings=findings, figures=figures, stage_titles=stage_titles,
         all_stages=STAGES, ran=ran, version=__version__, catalogue=CATALOGUE,
         counts={s.value: result.count(s) for s in Severity},
+        journey=result.extra.get("journey"),
     )
