@@ -51,3 +51,11 @@ def test_console_script_runs_in_a_subprocess(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "raised RuntimeError: dataset server unreachable" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_train_command_keeps_the_best_checkpoint_in_the_run_folder(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", str(FIX / "healthy.py"), "--out", str(tmp_path), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "checkpoints" / "train-best.pt").exists()
+    saved = json.loads((tmp_path / "findings.json").read_text())
+    assert saved["stages"]["train"]["status"] in ("passed", "info")
