@@ -10,6 +10,7 @@ from nnrecipe.lab.topics import (  # noqa: F401
     learning_rate,
     normalization,
     optimizers,
+    overfit_first,
     regularization,
     symmetry,
 )
