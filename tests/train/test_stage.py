@@ -169,3 +169,11 @@ def test_options_budget_clip_schedule_and_users_step() -> None:
     assert len(calls) == ctx.state["train"]["history"].steps > 0
     assert findings.keys() <= {"lr-too-low", "loss-plateau"} or not findings
     assert not math.isnan(ctx.state["train"]["grad_norm_quantiles"]["p90"])
+
+
+def test_the_schedule_named_in_the_options_drives_the_learning_rate() -> None:
+    pytest.importorskip("nnrecipe.overfit.schedules")
+    _, ctx, result = train(classification_experiment(), schedule="cosine")
+    lrs = ctx.state["train"]["recording"].lr
+    assert result.stages[0].checks[0].metrics["schedule"] == "cosine"
+    assert lrs[0] > lrs[len(lrs) // 2] > lrs[-1]

@@ -153,16 +153,23 @@ def time_budget(ctx: Context) -> float | None:
 
 
 def scheduler_factory(ctx: Context) -> tuple[Any, str]:
-    """The schedule named by ``options["schedule"]`` through the overfit stage's factory,
-    or constant (None) when unnamed or unavailable."""
-    name = ctx.options.get("schedule")
-    if not name or name == "constant":
+    """The schedule named by ``options["schedule"]`` (a name, a dict with "name" and options,
+    or a factory), through the overfit stage's ``nnrecipe.overfit.schedules``; constant
+    (None) when unnamed or when that module is not available."""
+    spec = ctx.options.get("schedule")
+    if spec is None or spec == "constant":
         return None, "constant"
     try:
-        from nnrecipe.overfit.schedules import make_scheduler  # type: ignore[import-not-found]
+        from nnrecipe.overfit import schedules  # type: ignore[attr-defined]
     except ImportError:
-        return None, f"constant ({name!r} asked for; nnrecipe.overfit.schedules is not available)"
-    return make_scheduler(name), str(name)
+        return None, f"constant ({spec!r} asked for; nnrecipe.overfit.schedules is not available)"
+    if hasattr(schedules, "scheduler_from_options"):
+        factory = schedules.scheduler_from_options(ctx.options)
+    else:
+        factory = schedules.make_scheduler(spec)
+    if factory is None:
+        return None, "constant"
+    return factory, str(getattr(factory, "schedule_name", spec))
 
 
 class TrainingRun(Check):
