@@ -46,9 +46,13 @@ def learning_curves(rec: Recording, verdicts: dict[str, Any], *, best_epoch: int
         ax.axvline(es[best_epoch - 1], color=COLORS[2], ls=":", lw=1.2, label=f"best epoch {best_epoch}")
     if stopped:
         ax.axvline(len(loss), color="black", ls="-.", lw=1.0, label=f"stopped: {stopped}")
-    positive = loss[ok]
-    if len(positive) and positive.min() > 0 and positive.max() / positive.min() > 20:
+    finite = loss[ok]
+    if len(finite) and finite.min() > 0 and finite.max() / finite.min() > 20:
         ax.set_yscale("log")
+    elif len(finite) and finite.min() >= 0 and finite.max() > 20 * max(np.median(finite), 1e-12):
+        # spikes and exact zeros: linear near 0, logarithmic above 1% of the initial loss
+        ax.set_yscale("symlog", linthresh=max(float(np.median(finite)), 0.01 * float(finite[0]), 1e-6))
+        ax.set_ylim(bottom=0)
     ax.set(title="learning curves", xlabel="optimizer step", ylabel="loss")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
