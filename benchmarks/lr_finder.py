@@ -216,11 +216,12 @@ class TaskResult:
     confidence: list[str]
     nnrecipe_steps: list[int]
     grid_steps: int
+    noise_floor: float  # ratio at the grid's best rate x 1.023
     seconds: float
 
 
-def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int = 1
-             ) -> TaskResult:
+def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int = 1,
+             run_steps: int | None = None) -> TaskResult:
     torch.set_num_threads(1)
     if cache and os.path.exists(cache):
         with open(cache) as fh:
@@ -234,7 +235,7 @@ def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int 
     confidence, steps = [], []
     for fs in range(finder_seeds):  # the finders are random too: other inits, batch orders
         ctx = Context(exp, seed=fs)
-        found = find_lr(ContextProbe(ctx), seed=0)
+        found = find_lr(ContextProbe(ctx, run_steps=run_steps), seed=0)
         lrs, losses = fastai_curve(*reference_sweep(ctx))
         for m, lr in zip(methods, (found.suggested, log_median(found.edge_lrs) / 10,
                                    steepest_rule(lrs, losses), valley_rule(lrs, losses)),
@@ -245,12 +246,15 @@ def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int 
                      + sum(len(r.train_losses) for r in found.runs))
     ratios = {m: [val_loss_at(exp, lr, seeds) / grid[best_lr] for lr in v]
               for m, v in suggestions.items()}
+    # The noise floor: the grid's best rate nudged by 2% (the same rate in all but name, a
+    # different trajectory) scores this ratio; no method can be expected to do better.
+    floor = val_loss_at(exp, best_lr * 10 ** 0.01, seeds) / grid[best_lr]
     per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
     if cache:
         with open(f"{cache}.{name}", "w") as fh:
             json.dump(CACHE, fh)
     return TaskResult(exp.name or name, best_lr, grid[best_lr], suggestions, ratios,
-                      confidence, steps, len(GRID) * per_epoch * exp.epochs,
+                      confidence, steps, len(GRID) * per_epoch * exp.epochs, floor,
                       time.perf_counter() - t0)
 
 
@@ -260,6 +264,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="training seeds per grid point")
     ap.add_argument("--finder-seeds", type=int, default=3,
                     help="independent runs of each finder (seeds of its sweeps and runs)")
+    ap.add_argument("--run-steps", type=int, default=None,
+                    help="length of nnrecipe's validation runs (default: the stage's, <= 100)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", help="JSON file of grid results to reuse (while iterating)")
     args = ap.parse_args()
@@ -267,7 +273,7 @@ def main() -> None:
     n = len(names)
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_task, names, [args.seeds] * n, [args.cache] * n,
-                                [args.finder_seeds] * n))
+                                [args.finder_seeds] * n, [args.run_steps] * n))
     if args.cache:
         merged: dict[str, float] = {}
         for name in names:
@@ -283,18 +289,19 @@ def report(results: list[TaskResult]) -> None:
     methods = list(results[0].ratios)
     print("Validation loss at the suggestion / the grid's best (mean over finder seeds, worst "
           "in brackets):\n")
-    print("| task | grid best lr | " + " | ".join(f"`{m}`" for m in methods)
+    print("| task | grid best lr | noise floor | " + " | ".join(f"`{m}`" for m in methods)
           + " | nnrecipe confidence | nnrecipe steps (grid: per seed) |")
-    print("|---|---|" + "---|" * len(methods) + "---|---|")
+    print("|---|---|---|" + "---|" * len(methods) + "---|---|")
     for r in results:
         cells = [f"{np.mean(r.ratios[m]):.3f} ({max(r.ratios[m]):.3f})" for m in methods]
         conf = ", ".join(sorted(set(r.confidence), key=r.confidence.index))
-        print(f"| {r.task} | {r.grid_best_lr:.1e} | " + " | ".join(cells)
+        print(f"| {r.task} | {r.grid_best_lr:.1e} | {r.noise_floor:.3f} | " + " | ".join(cells)
               + f" | {conf} | {int(np.mean(r.nnrecipe_steps))} ({r.grid_steps}) |")
     means = [np.mean([np.mean(r.ratios[m]) for r in results]) for m in methods]
     worst = [max(max(r.ratios[m]) for r in results) for m in methods]
-    print("| **mean** | | " + " | ".join(f"**{v:.3f}**" for v in means) + " | | |")
-    print("| worst | | " + " | ".join(f"{v:.3f}" for v in worst) + " | | |")
+    floor = np.mean([r.noise_floor for r in results])
+    print(f"| **mean** | | {floor:.3f} | " + " | ".join(f"**{v:.3f}**" for v in means) + " | | |")
+    print("| worst | | | " + " | ".join(f"{v:.3f}" for v in worst) + " | | |")
     print("\nSuggested rates (per finder seed):\n")
     print("| task | " + " | ".join(f"`{m}`" for m in methods) + " |")
     print("|---|" + "---|" * len(methods))

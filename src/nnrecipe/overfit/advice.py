@@ -182,8 +182,9 @@ class LRAdvice(Check):
 
         rule = {"adaptive": "square-root", "sgd": "linear"}.get(family, "square-root")
         rows = scaling_rows(lr, batch, "adaptive" if rule == "square-root" else "sgd")
-        ctx.add_table("Learning rate for other batch sizes", ["batch size", "learning rate"],
-                      [[batch, float(f"{lr:.3g}")], *rows],
+        table = sorted([[batch, float(f"{lr:.3g}"), "current"], *([b, v, ""] for b, v in rows)])
+        ctx.add_table("Learning rate for other batch sizes", ["batch size", "learning rate", ""],
+                      table,
                       caption=f"{type(opt).__name__}: {rule} rule (lr x (B'/B)"
                               f"{'^0.5' if rule == 'square-root' else ''}) from the suggested "
                               f"rate at batch {batch}.")

@@ -157,7 +157,7 @@ class Capacity(Check):
         runs = self._train_sizes(ctx, sizes, subset, steps, None)
         verdict = runs.verdict()
         suggested = ctx.state.get("lr", {}).get("suggested", math.nan)
-        user = self._user_lr(ctx)
+        user = ctx.state.get("lr", {}).get("user_lr") or self._user_lr(ctx)
         if not verdict.reached and isinstance(suggested, float) and math.isfinite(suggested) \
                 and not (0.5 < suggested / user < 2.0 if user > 0 else False):
             retry = self._train_sizes(ctx, sizes, subset, steps, suggested)

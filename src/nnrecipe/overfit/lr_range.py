@@ -6,8 +6,8 @@ sweep is a noisy curve, and a rule read off it (steepest slope, the "valley", mi
 guess; so :func:`find_lr` repeats the sweep with different seeds and batch orders, takes the
 *edge* (the rate at which the smoothed loss bottoms out before diverging) from each, and then
 *validates* a few candidate rates below the edge with short real training runs, choosing the
-rate whose neighbourhood (+-0.25 decade) has the lowest held-out loss, and re-running it with
-another seed to measure the noise. The spread of the edges across sweeps and the shape of the
+rate whose neighbourhood (+-0.25 decade) has the lowest held-out loss, after re-running the
+two best with another seed (their mean counts; their differences measure the noise). The spread of the edges across sweeps and the shape of the
 held-out losses around the winner give the confidence and the plausible range.
 
 The measuring is done by a :class:`Probe` (fresh models from an experiment, or a user's model
@@ -45,6 +45,7 @@ MAX_EXTENSIONS = 2
 # already unstable there), so a rate this far from a cliff is safe from it.
 ROBUST_HALF_WIDTH = 0.25
 MAX_REFINEMENTS = 2  # extra runs at the robust choice when it falls between rates tried
+RERUN_TOP = 2  # the best rates re-run with a second seed
 TIE_FRACTION = 1e-3  # of the loss at init: held-out losses closer than this are ties
 # A candidate is "as good as the best" when its held-out loss is within this fraction of the
 # best, or within twice the run-to-run noise measured by re-running the best with another seed.
@@ -358,7 +359,8 @@ class LRSuggestion:
     reasons: list[str]
     edge_lrs: list[float] = field(default_factory=list)  # per sweep
     spread_decades: float = math.nan
-    tried: dict[float, float] = field(default_factory=dict)  # rate -> held-out loss
+    # rate -> held-out loss (mean of two seeds for the RERUN_TOP best)
+    tried: dict[float, float] = field(default_factory=dict)
     noise: float = math.nan  # relative run-to-run noise of the held-out loss at the suggestion
     method: str = "sweep"  # "validated" | "sweep"
     sweeps: list[Sweep] = field(default_factory=list)
@@ -397,8 +399,8 @@ def decide_confidence(spread: float, boundary: bool, margin: float | None, noise
         reasons.append("the best rate is at the edge of the rates tried")
         score -= 1
     if math.isinf(noise):
-        reasons.append("the best rate diverged when re-run with another seed, so the next "
-                       "best is suggested")
+        reasons.append("one of the best rates diverged when re-run with another seed, so it "
+                       "was dropped")
         score -= 2
     if margin is not None and math.isfinite(noise):
         if margin < noise:
@@ -450,26 +452,16 @@ def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_L
                             [f"every short run diverged (the lowest at {low:.3g}): a tenth of "
                              "the lowest rate tried"], tried=tried, noise=math.nan,
                             method="validated", runs=runs, **base)
+    tried, noise = _rerun_top(probe, tried, floor, seed + 1, out_of_time, runs)
+    finite = {lr: v for lr, v in tried.items() if math.isfinite(v)}
+    if not finite:
+        low = min(tried)
+        return LRSuggestion(low / 10, low / 100, low / 10, "low",
+                            [f"the rates that trained diverged with another seed: a tenth of "
+                             f"the lowest rate tried ({low:.3g})"], tried=tried, noise=noise,
+                            method="validated", runs=runs, **base)
     best = best_tried(tried, floor)
-    again = probe.short_run(best, seed + 1) if not out_of_time() else None
-    if again is not None:
-        runs.append(again)
     scale = max(abs(finite[best]), floor, 1e-12)
-    if again is None:
-        noise = math.nan  # not measured (out of time)
-    elif math.isfinite(again.val_loss):
-        noise = abs(again.val_loss - finite[best]) / scale
-    else:  # the same rate diverged with another seed: too close to the edge; step down
-        noise = math.inf
-        tried[best] = math.nan
-        finite.pop(best)
-        if not finite:
-            return LRSuggestion(best / 10, best / 100, best / 10, "low",
-                                [f"the only rate that trained ({best:.3g}) diverged with "
-                                 "another seed: a tenth of it"], tried=tried, noise=noise,
-                                method="validated", runs=runs, **base)
-        best = best_tried(tried, floor)
-        scale = max(abs(finite[best]), floor, 1e-12)
     ranked = sorted(finite)
     i = ranked.index(best)
     neigh = [finite[ranked[j]] for j in (i - 1, i + 1) if 0 <= j < len(ranked)]
@@ -521,3 +513,28 @@ def _validate(probe: Probe, edge: float, seed: int, floor: float,
         if mid is None or not run(mid):
             break
     return tried, runs, boundary
+
+
+def _rerun_top(probe: Probe, tried: dict[float, float], floor: float, seed: int,
+               out_of_time: Callable[[], bool], runs: list[ShortRun]
+               ) -> tuple[dict[float, float], float]:
+    """Re-run the RERUN_TOP best rates with another seed: their loss becomes the mean of the
+    two (one run per rate is noisy: 5-40% apart between seeds on the benchmark tasks), and
+    the differences measure that noise. A rate that diverges on re-run is dropped (NaN) and
+    the noise is infinite. Returns (tried with the means, relative noise or NaN)."""
+    finite = sorted(lr for lr, v in tried.items() if math.isfinite(v))
+    order = np.argsort(robust_scores(tried, finite), kind="stable")
+    combined = dict(tried)
+    diffs: list[float] = []
+    for lr in [finite[i] for i in order[:RERUN_TOP]]:
+        if out_of_time():
+            break
+        r = probe.short_run(lr, seed)
+        runs.append(r)
+        if math.isfinite(r.val_loss):
+            diffs.append(abs(r.val_loss - tried[lr]) / max(abs(tried[lr]), floor, 1e-12))
+            combined[lr] = (tried[lr] + r.val_loss) / 2
+        else:
+            combined[lr] = math.nan
+            diffs.append(math.inf)
+    return combined, float(np.mean(diffs)) if diffs else math.nan

@@ -136,14 +136,15 @@ class LRRangeTest(Check):
                      "suggested" if lr == res.suggested else
                      ("in range" if res.low <= lr <= res.high else "")]
                     for lr, s in zip(lrs, scores, strict=True)]
-            again = [r for r in res.runs if r.lr == res.suggested and r.seed != res.runs[0].seed]
+            reruns = sorted({r.lr for r in res.runs if r.seed != res.runs[0].seed})
             cap = (f"Short runs of {len(res.runs[0].train_losses)} steps at a constant rate "
                    "from the same initialisation; held-out loss (validation split, or 20% of "
                    "train held out). The score averages the loss over +-0.25 decades around "
                    "each rate, so a rate next to a cliff is not chosen.")
-            if again:
-                cap += (f" Re-run at the suggestion with another seed: {again[0].val_loss:.4g} "
-                        f"(noise {res.noise:.1%}).")
+            if reruns:
+                cap += (f" Re-run with another seed (loss = mean of both): "
+                        f"{', '.join(f'{lr:.3g}' for lr in reruns)}; run-to-run noise "
+                        f"{res.noise:.1%}.")
             ctx.add_table("Candidate rates, validated", ["lr", "held-out loss", "score",
                                                           ""], rows, caption=cap)
 
