@@ -11,6 +11,7 @@ from nnrecipe.overfit.advice import (
     optimizer_family,
     scaled_lr,
     scaling_rows,
+    sweep_spike,
     warmup_verdict,
 )
 
@@ -49,3 +50,11 @@ def test_clip_threshold_is_a_high_quantile() -> None:
     assert adv.clipped_fraction <= 0.06 and adv.quantiles["max"] == 10.0
     assert clip_advice([1.0] * 5) is None
     assert clip_advice([0.0] * 50 + [1.0]) is None  # loss at ~0: nothing to clip
+
+
+def test_sweep_spike_counts_only_rates_up_to_the_suggestion() -> None:
+    lrs = [10 ** (-7 + i / 10) for i in range(80)]
+    calm = [2.0] * 50 + [2.0 - 0.05 * i for i in range(20)] + [5.0] * 10  # diverges at the end
+    assert sweep_spike(lrs, calm, up_to=lrs[65]) == 0.0
+    bumpy = [2.0] * 20 + [4.0] * 5 + [2.0] * 55  # jumps while the rate is still small
+    assert sweep_spike(lrs, bumpy, up_to=lrs[65]) > 0.5

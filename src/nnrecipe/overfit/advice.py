@@ -91,6 +91,13 @@ def early_spike(losses: Sequence[float], fraction: float = EARLY_FRACTION) -> fl
     return max(0.0, float(np.max(smooth[:n])) / start - 1.0)
 
 
+def sweep_spike(lrs: Sequence[float], losses: Sequence[float], up_to: float) -> float:
+    """The same rise, over a range-test sweep's steps at rates up to ``up_to`` (the
+    suggestion): a loss that jumps while the rate is still below the suggestion."""
+    kept = [v for r, v in zip(lrs, losses, strict=False) if r <= up_to]
+    return early_spike(kept, fraction=1.0)
+
+
 @dataclass
 class WarmupVerdict:
     advised: bool
@@ -110,8 +117,8 @@ def warmup_verdict(batch_size: int, family: str, transformer: bool, spike: float
                        "estimates are unreliable in the first steps (the reason transformers "
                        "are trained with warmup)")
     if spike > spike_limit:
-        reasons.append(f"at the suggested rate the loss rose {spike:.0%} above its start in the "
-                       f"first steps (> {spike_limit:.0%})")
+        reasons.append(f"the loss rose {spike:.0%} above its start early on (> {spike_limit:.0%}), "
+                       "at the suggested rate or while the range test's rate was still below it")
     return WarmupVerdict(bool(reasons), reasons)
 
 
@@ -197,7 +204,7 @@ class LRAdvice(Check):
                 {"batch_size": batch, "lr": lr, "rule": rule, "optimizer": type(opt).__name__,
                  "table": rows}))
 
-        spike = early_spike(st.get("early_losses", []))
+        spike = max(early_spike(st.get("early_losses", [])), float(st.get("sweep_spike", 0.0)))
         verdict = warmup_verdict(batch, family, is_transformer(model), spike)
         ctx.record("early_spike", spike)
         ctx.record("warmup_advised", verdict.advised)

@@ -12,7 +12,8 @@ What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
      "tried": {lr: held-out loss}, "noise": float,         # relative, run-to-run at the rate
      "user_lr": float, "optimizer": "Adam", "batch_size": int,
      "grad_norms": [float, ...],   # total grad norm per step of the runs at the suggestion
-     "early_losses": [float, ...]} # the first steps' losses at the suggestion
+     "early_losses": [float, ...], # the first steps' losses at the suggestion
+     "sweep_spike": float}         # largest early rise of a sweep's loss below the suggestion
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nnrecipe.core import budget
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
+from nnrecipe.overfit.advice import sweep_spike
 from nnrecipe.overfit.lr_range import (
     DEFAULT_END_LR,
     DEFAULT_START_LR,
@@ -92,7 +94,9 @@ class LRRangeTest(Check):
         state.update(user_lr=lr0, optimizer=opt_name, batch_size=ctx.experiment.batch_size,
                      run_steps=probe.run_steps,
                      grad_norms=[v for r in at_best for v in r.grad_norms],
-                     early_losses=at_best[0].train_losses[:EARLY_STEPS] if at_best else [])
+                     early_losses=at_best[0].train_losses[:EARLY_STEPS] if at_best else [],
+                     sweep_spike=max((sweep_spike(sw.lrs, sw.losses, res.suggested)
+                                      for sw in res.sweeps), default=0.0))
         ctx.state["lr"] = state
         for k in ("suggested", "low", "high", "confidence", "spread_decades", "noise",
                   "method", "user_lr", "run_steps"):
