@@ -274,6 +274,13 @@ def fmt(v: float) -> str:
     return f"{v:.2e}"
 
 
+def grid_legend(*axes: Any, fontsize: int = 8, **legend: Any) -> None:
+    """The lab's axis finish: a light grid and a small legend on each of ``axes``."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=fontsize, **legend)
+
+
 def grad_norms(model: nn.Module) -> dict[str, float]:
     """Gradient norm of each parameter that has one."""
     return {n: float(p.grad.norm()) for n, p in model.named_parameters() if p.grad is not None}

@@ -17,7 +17,17 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import diagnosed, evaluate, fired, fmt, load, mlp, sgd_steps, watch
+from nnrecipe.lab.common import (
+    diagnosed,
+    evaluate,
+    fired,
+    fmt,
+    grid_legend,
+    load,
+    mlp,
+    sgd_steps,
+    watch,
+)
 from nnrecipe.report.plots import COLORS, new_figure
 
 LEAKY_SLOPE = 0.01
@@ -128,9 +138,7 @@ def draw_activations(n: Numbers) -> list[Plot]:
         b.plot(n["x"], f["dy"], label=name, color=COLORS[i], lw=1.6, ls=ls)
     a.set(title="activation f(x)", xlabel="x", ylim=(-1.5, 3))
     b.set(title="derivative f'(x), from autograd", xlabel="x")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Activations and their autograd derivatives", fig,
                  "sigmoid, tanh, ReLU, leaky ReLU (slope 0.01)")]
 

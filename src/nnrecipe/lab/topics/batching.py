@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import batches, fmt, load, mlp
+from nnrecipe.lab.common import batches, fmt, grid_legend, load, mlp
 from nnrecipe.report.plots import COLORS, new_figure
 
 
@@ -146,8 +146,7 @@ def draw_gd(n: Numbers) -> list[Plot]:
     for ax, title in zip(axes, titles, strict=True):
         ax.set(title=f"full training loss {title}", ylabel="loss", yscale="log",
                xscale="log" if title == "vs updates" else "linear")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        grid_legend(ax, fontsize=7)
     return [Plot("Gradient descent vs SGD vs mini-batch SGD", fig,
                  f"a 64-32-10 MLP on {n['samples']} digits; the same model and init for each")]
 
@@ -250,9 +249,7 @@ def draw_replacement(n: Numbers) -> list[Plot]:
     a.set(title="full training loss per epoch", xlabel="epoch", ylabel="loss", yscale="log")
     b.set(title=f"times each sample was used in {n['epochs']} epochs",
           xlabel="times used", ylabel="fraction of samples")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Epochs (without replacement) vs sampling with replacement", fig,
                  "SGD, batch 16, lr 0.1, a 64-32-10 MLP on digits; thin lines: single data orders")]
 
@@ -389,9 +386,7 @@ def draw_extremes(n: Numbers) -> list[Plot]:
     b.loglog(sizes[:-1], n["relative_noise"][0] / sizes[:-1], "--", color=COLORS[5],
              label="1/B")
     b.set(title="gradient noise ||g_B - g||² / ||g||²", xlabel="batch size")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("How noisy is a mini-batch gradient?", fig,
                  "a 64-32-10 MLP at initialisation on digits; 30 random batches per size")]
 

@@ -14,7 +14,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import Data, evaluate, fmt, load, mlp, train_watched
+from nnrecipe.lab.common import Data, evaluate, fmt, grid_legend, load, mlp, train_watched
 from nnrecipe.lab.topics.learning_rate import _noisy_labels
 from nnrecipe.report.plots import COLORS, new_figure
 
@@ -118,8 +118,7 @@ def draw_val_below(n: Numbers) -> list[Plot]:
                 label="training, end of epoch, eval mode")
         ax.plot(xs, r["val"], "o-", ms=3, color=COLORS[0], label="validation")
         ax.set(title=name, xlabel="epoch", ylabel="loss", yscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        grid_legend(ax, fontsize=7)
     return [Plot("Why validation loss can sit below training loss", fig,
                  "a 64-128-10 MLP on digits, Adam 1e-3")]
 
@@ -245,8 +244,7 @@ def draw_stopping(n: Numbers) -> list[Plot]:
     ax.axvline(int(np.argmin(n["val"])) + 1, color="black", ls="--", lw=1, label="best epoch")
     ax.set(title="where each criterion stops", xlabel="epoch", ylabel="loss",
            ylim=(0, max(n["val"][1:]) * 1.15))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    grid_legend(ax, fontsize=8, loc="lower left")
     return [Plot("Early-stopping criteria on one noisy validation curve", fig,
                  "digits, 300 training samples with 30% wrong labels, a 256-unit MLP, Adam 2e-3")]
 
@@ -404,9 +402,7 @@ def draw_fluctuating(n: Numbers) -> list[Plot]:
                    label=key if k == 0 else None)
     b.set(title="a few weights over time (change from their first value)",
           xlabel="monitor sample", ylabel="Δw")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Fluctuating weights, averaging and a lower rate", fig,
                  "a 64-64-64-10 MLP on digits")]
 

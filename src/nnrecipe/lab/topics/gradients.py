@@ -17,6 +17,7 @@ from nnrecipe.lab.common import (
     evaluate,
     fired,
     fmt,
+    grid_legend,
     load,
     mlp,
     sgd_steps,
@@ -123,9 +124,7 @@ def draw_skip(n: Numbers) -> list[Plot]:
     a.set(title="per-layer gradient norm at init", xlabel="hidden layer (1 = nearest the input)",
           ylabel="||dL/dW||")
     b.set(title="training loss", xlabel="step", ylabel="cross-entropy (10-step mean)")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Gradient flow with and without skip connections", fig,
                  f"{n['depth']} hidden layers of {n['width']} units on digits")]
 
@@ -251,9 +250,7 @@ def draw_exploding(n: Numbers) -> list[Plot]:
     a.axhline(n["clip"], color=COLORS[5], ls="--", lw=1, label=f"clip threshold {n['clip']:g}")
     a.set(title="global gradient norm (before clipping)", xlabel="step", ylabel="||g||")
     b.set(title="loss / target variance", xlabel="step", ylabel="relative MSE")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Exploding gradients, and clipping by norm", fig,
                  "a dotted line marks where a run hit NaN/inf")]
 
@@ -350,9 +347,7 @@ def draw_rnn(n: Numbers) -> list[Plot]:
           ylabel="gradient norm")
     b.set(title="gradient reaching the first input", xlabel="sequence length T",
           ylabel="||dh_T/dx_1||")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Vanishing and exploding gradients through time", fig,
                  "a tanh RNN (32 units) whose recurrent matrix is gain x orthogonal")]
 

@@ -16,6 +16,7 @@ from nnrecipe.lab.common import (
     evaluate,
     fired,
     fmt,
+    grid_legend,
     load,
     mlp,
     sgd_steps,
@@ -135,9 +136,7 @@ def draw_lr(n: Numbers) -> list[Plot]:
     a.set(title="training error vs epochs", xlabel="epoch", ylabel="mean training loss",
           yscale="log")
     b.set(title="every step (capped at 50)", xlabel="step", ylabel="loss", yscale="log")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Training loss vs epochs for four learning rates", fig,
                  "SGD on a 3-hidden-layer MLP, scikit-learn digits")]
 
@@ -231,9 +230,7 @@ def draw_warmup(n: Numbers) -> list[Plot]:
     b.axhline(1e-3, color=COLORS[5], ls="--", lw=1, label="~1e-3 rule of thumb")
     a.set(title="training loss (5-step mean)", xlabel="step", ylabel="cross-entropy")
     b.set(title="update size ||Δw|| / ||w||", xlabel="step", ylabel="ratio")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Learning-rate warmup", fig,
                  f"Adam at lr {n['lr']:g} on a 6-layer LayerNorm MLP (digits)")]
 
@@ -346,8 +343,7 @@ def draw_decay(n: Numbers) -> list[Plot]:
             xs = [(j + 1) * r["every"] for j in range(len(r["full_loss_curve"]))]
             ax.plot(xs, r["full_loss_curve"], color=COLORS[i], label=name)
         ax.set(title=title, xlabel="step", ylabel="full training loss", yscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        grid_legend(ax, fontsize=8)
     return [Plot("Learning-rate decay: where it helps and where it does not", fig,
                  "digits with 20% noisy labels, a 32-unit MLP")]
 
@@ -450,8 +446,7 @@ def draw_scaling(n: Numbers) -> list[Plot]:
             ax.plot(range(1, len(r["epoch_loss"]) + 1), r["epoch_loss"], "o-", ms=3,
                     color=COLORS[i], label=f"batch {b} (lr {fmt(r['lr'])})")
         ax.set(title=rule, xlabel="epoch", ylabel="training loss", yscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        grid_legend(ax, fontsize=7)
     return [Plot("Learning rate vs batch size", fig,
                  "SGD on a 64-32-10 MLP (digits); loss per epoch for each batch size")]
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import evaluate, fmt, load, mlp, sgd_steps
+from nnrecipe.lab.common import evaluate, fmt, grid_legend, load, mlp, sgd_steps
 from nnrecipe.report.plots import COLORS, new_figure
 
 # ----------------------------------------------------------------------- weight normalisation
@@ -121,9 +121,7 @@ def draw_weight_norm(n: Numbers) -> list[Plot]:
           xlabel="SGD learning rate", ylabel="loss (last 20 steps)", ylim=(0, 3.2))
     b.set(title=f"training loss at lr {WN_HIGH_LR:g}", xlabel="step", ylabel="cross-entropy",
           ylim=(0, 4))
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Weight normalisation vs plain parameterisation", fig,
                  "4-layer MLP on digits, plain SGD, 3 epochs per learning rate")]
 
@@ -251,8 +249,7 @@ def draw_norms(n: Numbers) -> list[Plot]:
           xlabel="batch size", ylabel="max |change| (train mode)")
     for ax in (a, b):
         ax.set_xticks(n["batch_sizes"], [str(s) for s in n["batch_sizes"]])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        grid_legend(ax, fontsize=8)
     return [Plot("Batch norm vs layer norm across batch sizes", fig,
                  "3-layer MLP on digits, Adam 1e-3")]
 

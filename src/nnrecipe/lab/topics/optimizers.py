@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import batches, evaluate, fmt, load, mlp
+from nnrecipe.lab.common import batches, evaluate, fmt, grid_legend, load, mlp
 from nnrecipe.report.plots import COLORS, new_figure
 
 
@@ -143,9 +143,7 @@ def draw_adagrad(n: Numbers) -> list[Plot]:
                   label="dense features (median)")
     b.set(title="Adagrad's per-weight step size at the end", xlabel="feature frequency",
           ylabel="lr / sqrt(sum g²)")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Adagrad on sparse features", fig,
                  "logistic regression: 10 dense features (scale 3) and 300 binary features "
                  "active in 0.3%-5% of 1000 samples")]
@@ -284,9 +282,7 @@ def draw_adam(n: Numbers) -> list[Plot]:
     a.set(xscale="log", yscale="log", title=f"training loss after {n['epochs']} epochs",
           xlabel="learning rate", ylabel="loss")
     b.set(yscale="log", title="at each optimizer's best rate", xlabel="epoch", ylabel="loss")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Adam vs SGD: convergence and generalisation", fig,
                  "a 64-64-64-10 MLP on scikit-learn digits, batch 32")]
 
@@ -434,9 +430,7 @@ def draw_async(n: Numbers) -> list[Plot]:
           yscale="log")
     b.set(title="vs simulated wall time", xlabel="time (median gradient = 1)",
           ylabel="training loss", yscale="log", xscale="log")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Synchronous vs asynchronous SGD (simulated workers)", fig,
                  f"a 64-32-10 MLP on digits, batch 16 per gradient, lr {n['lr']:g}")]
 

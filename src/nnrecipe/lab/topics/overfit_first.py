@@ -15,6 +15,7 @@ from nnrecipe.lab.common import (
     evaluate,
     fired,
     fmt,
+    grid_legend,
     linear_baseline,
     load,
     mlp,
@@ -170,9 +171,7 @@ def draw(n: Numbers) -> list[Plot]:
     a.set(title="training loss (epoch mean, train mode)", xlabel="epoch", ylabel="cross-entropy",
           yscale="log")
     b.set(title="validation loss (dot: best epoch)", xlabel="epoch", ylabel="cross-entropy")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Underfit, overfit, then regularise", fig,
                  f"{n['samples']} digits with {n['noise']:.0%} wrong labels, up to "
                  f"{n['epochs']} epochs; the regularised run is stopped early and keeps its "

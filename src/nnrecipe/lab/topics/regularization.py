@@ -10,7 +10,7 @@ from torch import nn
 
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import Data, evaluate, fmt, load, mlp, train
+from nnrecipe.lab.common import Data, evaluate, fmt, grid_legend, load, mlp, train
 from nnrecipe.lab.topics.learning_rate import _noisy_labels
 from nnrecipe.report.plots import COLORS, new_figure
 
@@ -111,9 +111,7 @@ def draw_l2(n: Numbers) -> list[Plot]:
         r = n["runs"][f"{kind} {big:g}"]
         b.plot(r["norms"], color=COLORS[i], label=f"{kind}, λ={big:g}")
     b.set(title="||w|| during gradient descent", xlabel="step", ylabel="||w||")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    grid_legend(a, b, fontsize=8)
     return [Plot("Squared L2 vs L2 regularisation", fig,
                  "logistic regression on scikit-learn breast cancer, full-batch GD, lr 0.1")]
 
@@ -255,9 +253,7 @@ def draw_decay(n: Numbers) -> list[Plot]:
     a.set(title="weights on always-zero inputs (no data gradient)", xlabel="step",
           ylabel="norm / initial norm")
     b.set(title="validation loss", xlabel="epoch", ylabel="loss")
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    grid_legend(a, b, fontsize=7)
     return [Plot("Weight decay, coupled (Adam + L2) vs decoupled (AdamW)", fig,
                  f"300 digits with 30% wrong labels, a 64-256-10 MLP, lr 2e-3, {n['epochs']} epochs")]
 

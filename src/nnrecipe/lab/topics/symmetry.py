@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import fmt, load, mlp, sgd_steps
+from nnrecipe.lab.common import fmt, grid_legend, load, mlp, sgd_steps
 from nnrecipe.report.plots import COLORS, new_figure
 
 HIDDEN = 32
@@ -111,8 +111,7 @@ def draw_symmetry(n: Numbers) -> list[Plot]:
                 label=f"permutation {i + 1}")
     ax.set(title="loss along the straight line θ → π(θ)", xlabel="α in (1−α)·θ + α·π(θ)",
            ylabel="training loss", yscale="log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    grid_legend(ax, fontsize=7)
     return [Plot("Same function, different weights: the loss between them rises", fig,
                  "a trained 64-32-10 MLP on digits and copies with permuted hidden units")]
 
