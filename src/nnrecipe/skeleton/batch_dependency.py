@@ -22,15 +22,15 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
 from nnrecipe.report.plots import new_figure
-from nnrecipe.skeleton._util import batchnorm_to_eval
 from nnrecipe.skeleton.dependency import (
     DEP_TOL,
     Event,
-    Tracer,
     axis_of_size,
     carries,
     locate,
     norms_along,
+    output_weights,
+    traced_forward,
 )
 
 BATCH_CANDIDATES = (5, 7, 11, 13)  # a batch size unlikely to equal any other dimension
@@ -125,21 +125,13 @@ class BatchDependency(Check):
 
     def _measure(self, ctx: Context, X: torch.Tensor
                  ) -> tuple[np.ndarray, list[Event], list[bool], list[str]] | None:
-        model = ctx.fresh_model(seed=ctx.seed)
-        bn_names = batchnorm_to_eval(model)
+        traced = traced_forward(ctx, X)
+        x, out, bn_names = traced.x, traced.out, traced.batchnorm_put_in_eval
         n = len(X)
-        x = X.to(ctx.device)
-        if x.is_floating_point():
-            x = x.clone().requires_grad_(True)
-        tracer = Tracer(model)
-        try:
-            out = model(x)
-        finally:
-            tracer.remove()
         if not isinstance(out, torch.Tensor) or out.ndim == 0 or out.shape[0] != n:
             ctx.record("skipped", "the model's output has no batch dimension first")
             return None
-        events = [e for e in tracer.events if axis_of_size(e.tensor, n) is not None]
+        events = [e for e in traced.events if axis_of_size(e.tensor, n) is not None]
         if x.requires_grad:
             ref, ref_axis = x, 0
         else:  # integer inputs (token ids): the first float tensor, e.g. the embedding's output
@@ -152,8 +144,7 @@ class BatchDependency(Check):
         queries = range(min(n, MAX_QUERIES)) if n > max(BATCH_CANDIDATES) else range(n)
         norms = np.zeros((len(queries), n))
         dirty = [False] * len(events)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        weights = torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
+        weights = output_weights(out, ctx.seed)
         tensors = [ref] + [e.tensor for e in events]
         for row, i in enumerate(queries):
             target = (out[i] * weights[i]).sum()

@@ -22,8 +22,7 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
 from nnrecipe.report.plots import new_figure
-from nnrecipe.skeleton._util import batchnorm_to_eval
-from nnrecipe.skeleton.dependency import DEP_TOL, Tracer, norms_along
+from nnrecipe.skeleton.dependency import DEP_TOL, norms_along, output_weights, traced_forward
 
 N_SAMPLES = 2
 MAX_POSITIONS = 24  # output positions queried (all of them for short sequences)
@@ -83,20 +82,12 @@ class CausalLeak(Check):
     def run(self, ctx: Context) -> list[Finding]:
         X, _ = ctx.tensors("train", limit=N_SAMPLES)
         n, T = len(X), X.shape[1]
-        model = ctx.fresh_model(seed=ctx.seed)
-        batchnorm_to_eval(model)
-        x = X.to(ctx.device)
-        if x.is_floating_point():
-            x = x.clone().requires_grad_(True)
-        tracer = Tracer(model)
-        try:
-            out = model(x)
-        finally:
-            tracer.remove()
+        traced = traced_forward(ctx, X)
+        x, out = traced.x, traced.out
         if x.requires_grad:
             ref = x
         else:
-            ref = next((e.tensor for e in tracer.events if e.tensor.shape[:2] == (n, T)), None)
+            ref = next((e.tensor for e in traced.events if e.tensor.shape[:2] == (n, T)), None)
             if ref is None:
                 ctx.record("skipped", "integer inputs and no traced float (N, T, ...) tensor")
                 return []
@@ -107,8 +98,7 @@ class CausalLeak(Check):
         out, axis = found
         positions = list(range(T)) if T <= MAX_POSITIONS else \
             sorted(set(np.linspace(0, T - 1, MAX_POSITIONS).round().astype(int).tolist()))
-        gen = torch.Generator().manual_seed(ctx.seed)
-        weights = torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
+        weights = output_weights(out, ctx.seed)
         dep = np.zeros((len(positions), T))
         for row, t in enumerate(positions):
             target = (out.select(axis, t) * weights.select(axis, t)).sum()

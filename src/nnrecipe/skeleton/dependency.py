@@ -11,11 +11,15 @@ located: the last traced tensor that still carries it marks where it is created.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from nnrecipe.skeleton._util import float_tensors
+from nnrecipe.skeleton._util import batchnorm_to_eval, float_tensors
+
+if TYPE_CHECKING:
+    from nnrecipe.core.context import Context
 
 # An output that does not depend on an input gets a gradient of exactly 0 (see above). A
 # relative 1e-6 only absorbs what cannot be a real dependency: float32 round-off in the
@@ -64,6 +68,38 @@ class Tracer:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+@dataclass
+class Traced:
+    """One traced forward pass of a fresh model, as both dependency checks chart it."""
+
+    x: torch.Tensor  # the input on the device; requires grad when it is floating point
+    out: Any  # what the model returned
+    events: list[Event]
+    batchnorm_put_in_eval: list[str]
+
+
+def traced_forward(ctx: Context, X: torch.Tensor) -> Traced:
+    """A fresh model (seeded, batch norm in eval mode) run on ``X`` under a :class:`Tracer`,
+    with floating-point inputs made leaves that require grad so they can be differentiated."""
+    model = ctx.fresh_model(seed=ctx.seed)
+    bn_names = batchnorm_to_eval(model)
+    x = X.to(ctx.device)
+    if x.is_floating_point():
+        x = x.clone().requires_grad_(True)
+    tracer = Tracer(model)
+    try:
+        out = model(x)
+    finally:
+        tracer.remove()
+    return Traced(x, out, tracer.events, bn_names)
+
+
+def output_weights(out: torch.Tensor, seed: int) -> torch.Tensor:
+    """Seeded random weights, shaped like ``out``, that reduce an output slice to a scalar."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(out.shape, generator=gen).to(out.device, out.dtype)
 
 
 def axis_of_size(t: torch.Tensor, n: int, prefer: int = 0) -> int | None:
