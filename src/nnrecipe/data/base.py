@@ -32,6 +32,15 @@ class DataCheck(Check):
         return get_view(ctx)
 
 
+class CrossSplitCheck(DataCheck):
+    """Base of the data checks that compare val/test with train: skips without a second split."""
+
+    def applies_to(self, view: DataView) -> str | None:
+        if len(view.splits) < 2:
+            return "there is only a training split"
+        return None
+
+
 def ref(sv: SplitView, pos: int) -> str:
     """How a row is named to the user: ``train[123]`` with the dataset's own index."""
     return f"{sv.name}[{int(sv.index[pos])}]"

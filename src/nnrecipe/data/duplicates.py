@@ -18,7 +18,7 @@ from scipy.sparse.csgraph import connected_components
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures, neighbors
-from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, pct, ref
+from nnrecipe.data.base import MAX_LISTED, CrossSplitCheck, DataCheck, fmt_list, pct, ref
 from nnrecipe.data.view import DataView, SplitView
 
 K_NEAR = 10  # neighbours searched per sample (shared with outliers and the label baseline)
@@ -201,7 +201,7 @@ class DataDuplicates(DataCheck):
             ctx.add_figure(f"Duplicate groups in {sv.name}", fig)
 
 
-class SplitLeakage(DataCheck):
+class SplitLeakage(CrossSplitCheck):
     code = "split-leakage"
     severity = Severity.WARNING
     title = "No sample of val/test is (nearly) a copy of a training sample"
@@ -209,11 +209,6 @@ class SplitLeakage(DataCheck):
            "again). When samples come in groups (the same patient, user, scene or source "
            "document), split by group, e.g. sklearn's GroupShuffleSplit, so no group spans splits.")
     order = 5
-
-    def applies_to(self, view: DataView) -> str | None:
-        if len(view.splits) < 2:
-            return "there is only a training split"
-        return None
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)

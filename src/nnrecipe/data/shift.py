@@ -19,7 +19,7 @@ import numpy as np
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures
-from nnrecipe.data.base import DataCheck, fmt_list, one_blas_thread, subsample
+from nnrecipe.data.base import CrossSplitCheck, fmt_list, one_blas_thread, subsample
 from nnrecipe.data.view import STAT_NAMES, DataView
 
 # A shift must be both real (significant) and large enough to matter (effect size), since with
@@ -88,7 +88,7 @@ def domain_auc(A: np.ndarray, B: np.ndarray, seed: int) -> tuple[float, float]:
     return auc, (auc - 0.5) / se
 
 
-class DistributionShift(DataCheck):
+class DistributionShift(CrossSplitCheck):
     code = "distribution-shift"
     severity = Severity.WARNING
     title = "Validation and test data look like the training data"
@@ -98,11 +98,6 @@ class DistributionShift(DataCheck):
            "real (val/test from a later period or another site), keep it, but expect lower "
            "scores and consider training on data closer to deployment.")
     order = 11
-
-    def applies_to(self, view: DataView) -> str | None:
-        if len(view.splits) < 2:
-            return "there is only a training split"
-        return None
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
