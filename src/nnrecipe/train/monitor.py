@@ -221,6 +221,7 @@ class Monitor(Callback):
         self._stop_reason: str | None = None
         self._stretch = 1
         self._own = 0.0
+        self.seconds_spent = 0.0  # wall time in the hooks and live checks, all told
         self._window_start: float | None = None
         self._window_steps = 0
 
@@ -238,9 +239,11 @@ class Monitor(Callback):
         rec = self.recording
         if not rec.layers:
             rec.layers, rec.layer_types = names, types
+        same = [id(p) for p in params] == [id(p) for p in self._params]
         self._params, self._owner = params, np.asarray(owner, dtype=int)
         self._owner_list = list(owner)
-        self._choose_samples()
+        if not same or not self._sample_idx:  # re-attaching to the same model keeps them
+            self._choose_samples()
         self._act_modules = []
         last_layer = None
         for n, m in model.named_modules():
@@ -320,7 +323,7 @@ class Monitor(Callback):
             self._measure_grads(step)
         if step % (cfg.update_every * max(k, self.recording.update.stride)) == 0:
             self._pre_samples = self._gather_samples()
-        self._own += time.perf_counter() - t0
+        self._spend(time.perf_counter() - t0)
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         t0 = time.perf_counter()
@@ -335,11 +338,15 @@ class Monitor(Callback):
         if self._act_modules and rec.optimizer_steps % (
                 self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
-        self._own += time.perf_counter() - t0
+        self._spend(time.perf_counter() - t0)
 
     def add_overhead(self, seconds: float) -> None:
         """Count time spent on the monitor's behalf outside its hooks (live detectors)."""
+        self._spend(seconds)
+
+    def _spend(self, seconds: float) -> None:
         self._own += seconds
+        self.seconds_spent += seconds
 
     def _govern(self, now: float) -> None:
         """Keep the monitor within ``overhead_budget`` of the step time: every 64 steps,
