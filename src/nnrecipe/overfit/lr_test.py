@@ -33,6 +33,7 @@ from nnrecipe.overfit.lr_range import (
     DEFAULT_END_LR,
     DEFAULT_START_LR,
     DEFAULT_SWEEP_STEPS,
+    ROBUST_HALF_WIDTH,
     LRSuggestion,
     find_lr,
     robust_scores,
@@ -143,8 +144,9 @@ class LRRangeTest(Check):
             reruns = sorted({r.lr for r in res.runs if r.seed != res.runs[0].seed})
             cap = (f"Short runs of {len(res.runs[0].train_losses)} steps at a constant rate "
                    "from the same initialisation; held-out loss (validation split, or 20% of "
-                   "train held out). The score averages the loss over +-0.25 decades around "
-                   "each rate, so a rate next to a cliff is not chosen.")
+                   "train held out). The score averages the loss over "
+                   f"+-{ROBUST_HALF_WIDTH:g} decades around each rate, so a rate next to a "
+                   "cliff is not chosen.")
             if reruns:
                 cap += (f" Re-run with another seed (loss = mean of both): "
                         f"{', '.join(f'{lr:.3g}' for lr in reruns)}; run-to-run noise "
