@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import nnrecipe
 from nnrecipe.errors import ConfigurationError
@@ -53,9 +54,16 @@ def test_lr_find_restores_weights_optimizer_mode_and_rng() -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_lr_find_without_validation_uses_the_sweeps_and_restores_on_error() -> None:
+def test_lr_find_without_validation_data_and_restores_on_error() -> None:
     model, opt, train, _ = _setup()
-    res = nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), repeats=2, num_steps=60)
+    # (X, y) without val_data: 20% is held out, the candidates are still validated.
+    res = nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), repeats=1, num_steps=60,
+                           run_steps=20)
+    assert res.method == "validated" and res.tried
+    # A DataLoader cannot be split: the sweeps alone.
+    loader = DataLoader(TensorDataset(*(torch.as_tensor(a) for a in train)), batch_size=32,
+                        shuffle=True)
+    res = nnrecipe.lr_find(model, opt, loader, nn.CrossEntropyLoss(), repeats=2, num_steps=60)
     assert res.method == "sweep" and res.tried == {}
     assert 1e-5 < res.suggested < 1.0 and len(res.edge_lrs) == 2
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 
+from nnrecipe.core import data as data_mod
 from nnrecipe.errors import ConfigurationError
 from nnrecipe.overfit.lr_range import (
     DEFAULT_END_LR,
@@ -16,7 +19,7 @@ from nnrecipe.overfit.lr_range import (
     LRSuggestion,
     find_lr,
 )
-from nnrecipe.overfit.probes import ModelProbe
+from nnrecipe.overfit.probes import HOLDOUT_FRACTION, ModelProbe
 
 
 def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
@@ -29,11 +32,12 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
 
     ``data`` (and ``val_data``) is a DataLoader, a Dataset of ``(input, target)``, or an
     ``(X, y)`` pair. ``repeats`` sweeps from the model's current weights with different
-    batch orders give the edge and its spread; with ``val_data``, candidate rates are also
-    trained for ``run_steps`` steps each and the one with the lowest validation loss around
-    it is suggested (``method="validated"``); without, a tenth of the median edge
-    (``method="sweep"``). ``train_step(model, batch, loss, optimizer) -> loss`` replaces the
-    built-in step.
+    batch orders give the edge and its spread; then candidate rates are trained for
+    ``run_steps`` steps each and the one with the lowest validation loss around it is
+    suggested (``method="validated"``). Without ``val_data``, 20% of ``data`` is held out
+    for that; when ``data`` is a DataLoader (nothing to hold out), the suggestion is a tenth
+    of the median edge (``method="sweep"``, measurably worse: see the README).
+    ``train_step(model, batch, loss, optimizer) -> loss`` replaces the built-in step.
 
     The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
     the global RNG state are restored afterwards, whatever happens.
@@ -45,6 +49,10 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
                                  f"{type(optimizer).__name__}")
     if repeats < 1:
         raise ConfigurationError(f"lr_find(repeats=...) must be >= 1, got {repeats}")
+    indexable = not isinstance(data, DataLoader) and hasattr(data, "__getitem__") \
+        and hasattr(data, "__len__")
+    if val_data is None and indexable:
+        data, val_data = _hold_out(data, seed)
     probe = ModelProbe(model, optimizer, data, loss, val_data=val_data, train_step=train_step,
                        batch_size=batch_size, run_steps=run_steps)
     try:
@@ -52,3 +60,14 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
                        num_steps=num_steps, validate=val_data is not None, seed=seed)
     finally:
         probe.restore()
+
+
+def _hold_out(data: Any, seed: int) -> tuple[Any, Any]:
+    """Split HOLDOUT_FRACTION of an (X, y) pair or Dataset off as validation (seeded)."""
+    ds = data_mod.as_dataset(data, "data")
+    n = data_mod.dataset_len(ds, "data")
+    k = int(n * HOLDOUT_FRACTION)
+    if k < 1 or n - k < 1:
+        return data, None
+    perm = np.random.default_rng(seed).permutation(n)
+    return Subset(ds, sorted(perm[k:].tolist())), Subset(ds, sorted(perm[:k].tolist()))
