@@ -32,7 +32,8 @@ def test_quiet_on_the_toys_and_state_for_later_stages() -> None:
         assert 1e-4 < m["suggested"] < 1.0
         assert cap.status == "passed" and cap.metrics["reached"]
         assert advice.status == "info"
-        assert {f.code for f in res.findings} >= {"lr-suggestion", "lr-batch-scaling"}
+        codes = {f.code for f in res.findings}
+        assert codes >= {"lr-suggestion", "lr-batch-scaling"} and "warmup-advised" not in codes
 
 
 def test_quiet_on_the_demo() -> None:
@@ -41,6 +42,7 @@ def test_quiet_on_the_demo() -> None:
     cap = res.stages[0].checks[1]
     assert list(cap.metrics["fractions"]) == ["4", "8", "16", "32"]  # the declared widths
     assert cap.metrics["falls_with_capacity"]
+    assert "warmup-advised" not in {f.code for f in res.findings}
     (sugg,) = [f for f in res.findings if f.code == "lr-suggestion"]
     # The demo's best constant Adam rate for a few hundred steps is ~1e-2 (benchmark grid).
     assert 3e-3 < sugg.evidence["suggested"] < 3e-2
@@ -122,3 +124,11 @@ def test_advice_wiring_large_batch_transformer_and_clip() -> None:
     ctx = Context(classification_experiment())
     result = run_check(ctx, LRAdvice)
     assert result.status == "skipped" and "range test" in result.reason
+
+
+def test_a_far_too_small_rate_is_called_out() -> None:
+    exp = classification_experiment(optimizer=lambda p: torch.optim.SGD(p, lr=1e-5))
+    res = run(exp, ["overfit"], only=["lr-suggestion"])
+    (f,) = res.findings
+    assert f.evidence["user_lr"] == 1e-5 and f.evidence["suggested"] > 1e-3
+    assert "above your optimizer's rate" in f.message
