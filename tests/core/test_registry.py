@@ -6,6 +6,7 @@ from nnrecipe.core.runner import load_stage_checks
 
 
 def test_duplicate_code_fails_at_declaration() -> None:
+    load_stage_checks()  # the first declaration must exist for the second to clash
     with pytest.raises(DuplicateCodeError, match="init-loss-mismatch"):
         class Again(Check):  # noqa: F841 - declaring is the act under test
             code = "init-loss-mismatch"
