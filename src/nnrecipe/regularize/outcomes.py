@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from nnrecipe.core.context import Context
-from nnrecipe.core.training import metrics_from_outputs, on_cpu, predict
-from nnrecipe.skeleton._util import per_sample_losses
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 
 # A difference is believed when it exceeds twice the paired standard error: a difference the
 # validation sample alone would produce less than ~2.5% of the time (one-sided).

@@ -103,24 +103,6 @@ def hooks(*handles: Any) -> Iterator[None]:
             h.remove()
 
 
-def per_sample_losses(loss_fn: Callable[..., torch.Tensor], out: torch.Tensor, y: torch.Tensor
-                      ) -> torch.Tensor:
-    """The user's loss for each sample (mean over any other dimension), on CPU tensors."""
-    n = len(out)
-    with torch.no_grad():
-        if isinstance(loss_fn, nn.Module) and hasattr(loss_fn, "reduction"):
-            fn = copy.deepcopy(loss_fn).to("cpu")
-            fn.reduction = "none"
-            try:
-                values = fn(out, y)
-                if values.ndim >= 1 and values.shape[0] == n:
-                    return values.reshape(n, -1).float().mean(1)
-            except Exception:  # noqa: BLE001 - fall back to one call per sample
-                pass
-        return torch.stack([torch.as_tensor(loss_fn(out[i:i + 1], y[i:i + 1])).float().reshape(())
-                            for i in range(n)])
-
-
 def paired_improvement(better: np.ndarray, worse: np.ndarray) -> tuple[float, float]:
     """Mean of ``worse - better`` per sample and its standard error (paired samples)."""
     d = np.asarray(worse, dtype=float) - np.asarray(better, dtype=float)

@@ -23,8 +23,7 @@ from nnrecipe.core import data as data_mod
 from nnrecipe.core.context import Context
 from nnrecipe.core.fit import fit
 from nnrecipe.core.seeding import seed_everything
-from nnrecipe.core.training import metrics_from_outputs, on_cpu, predict
-from nnrecipe.skeleton._util import per_sample_losses
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 
 # By measurement: the healthy examples (blobs, regression, digits CNN, LSTM, causal
 # transformer) are far past their dumb baselines within 100 Adam steps, while 100 steps stay

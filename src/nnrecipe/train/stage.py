@@ -25,7 +25,6 @@ Options read (``Experiment.options`` or ``nnrecipe.run(options=...)``): ``train_
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
 from nnrecipe.core.registry import Check
-from nnrecipe.core.training import metrics_from_outputs, on_cpu, predict
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 from nnrecipe.train import detectors as det
 from nnrecipe.train import plots
 from nnrecipe.train.monitor import Monitor, MonitorConfig, Recording
@@ -132,15 +131,9 @@ def val_loss_rel_se(ctx: Context, model: nn.Module, split: str = "val"
     metrics = metrics_from_outputs(out, y, loss_fn, ctx.task_type)
     rel_se = 0.0
     if hasattr(loss_fn, "reduction"):
-        per = copy.deepcopy(loss_fn)
-        per.reduction = "none"
-        try:
-            with torch.no_grad():
-                values = per(out, y).reshape(len(out), -1).float().mean(dim=1)
-            if len(values) > 1 and float(values.mean()) > 0:
-                rel_se = float(values.std() / values.mean()) / math.sqrt(len(values))
-        except Exception:  # noqa: BLE001 - a loss that needs its reduction: no SE, margin stays
-            rel_se = 0.0
+        values = per_sample_losses(loss_fn, out, y)
+        if len(values) > 1 and float(values.mean()) > 0:
+            rel_se = float(values.std() / values.mean()) / math.sqrt(len(values))
     return metrics, rel_se
 
 
