@@ -3,7 +3,7 @@ keep checks honest (fresh models, seeded loaders, the user's train step)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +177,3 @@ class Context:
     def task(self, description: str, total: int | None = None) -> Task:
         return Task(self.progress, description, total)
 
-    def iter_progress(self, description: str, items: list[Any]) -> Iterator[Any]:
-        with self.task(description, len(items)) as t:
-            for item in items:
-                yield item
-                t.advance()

@@ -8,7 +8,6 @@ they work unchanged when the user brings their own ``train_step``.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -176,7 +175,3 @@ def fit(ctx: Context, model: nn.Module, *, optimizer: torch.optim.Optimizer | No
         cb.on_fit_end(history, model)
     return history
 
-
-def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the weights (for restoring or comparing)."""
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
