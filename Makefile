@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-seeds lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+# Every statistical test on seeds 0-9 (not part of CI's single run; run before relying on one).
+test-seeds: $(STAMP)
+	for s in 0 1 2 3 4 5 6 7 8 9; do NNRECIPE_TEST_SEED=$$s $(BIN)/python -m pytest -n 2 -q -m statistical -p no:randomly || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check src tests benchmarks

@@ -6,13 +6,13 @@ tests/lab`` runs the whole suite on another seed (each test notes the spread it 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from nnrecipe.core.seeding import seeded
 from nnrecipe.lab import Conclusion, Lab, Numbers, get_topic
+from tests.seeds import TEST_SEED
 
-SEED = int(os.environ.get("NNRECIPE_LAB_SEED", "0"))
+SEED = TEST_SEED
 
 
 def measure(name: str, seed: int | None = None, **sizes: Any) -> tuple[Numbers, Conclusion]:
