@@ -11,13 +11,14 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,lightning,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,lightning,bench,tensorboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/nnrecipe demo --out runs/demo
 
 test: $(STAMP)
+	bash scripts/system-deps.sh
 	$(BIN)/python -m ruff check src tests benchmarks
 	$(BIN)/python -m pytest -n 2 --durations=15
 
