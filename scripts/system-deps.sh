@@ -9,11 +9,13 @@ set -euo pipefail
 declare -A PACKAGES=(
   [chromium]=/usr/bin/chromium                # the report's browser test (tests/report)
   [chromium-driver]=/usr/bin/chromedriver     # selenium drives chromium through it
+  # tests/scale start their own PostgreSQL server (initdb/pg_ctl) for the shared Optuna study
+  [postgresql]='/usr/lib/postgresql/*/bin/initdb'
 )
 
 missing=()
 for pkg in "${!PACKAGES[@]}"; do
-  [[ -e "${PACKAGES[$pkg]}" ]] || missing+=("$pkg")
+  compgen -G "${PACKAGES[$pkg]}" >/dev/null || missing+=("$pkg")  # a path or a glob
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
