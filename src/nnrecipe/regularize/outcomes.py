@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from nnrecipe.core.context import Context
-from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
+from nnrecipe.core.training import (
+    correct_per_sample,
+    metrics_from_outputs,
+    on_cpu,
+    per_sample_losses,
+    predict,
+)
 
 # A difference is believed when it exceeds twice the paired standard error: a difference the
 # validation sample alone would produce less than ~2.5% of the time (one-sided).
@@ -67,16 +74,11 @@ def outputs_on(ctx: Context, model: nn.Module, split: str) -> tuple[torch.Tensor
     return predict(model, loader, ctx.device)
 
 
-def per_sample_correct(outputs: torch.Tensor, targets: torch.Tensor) -> np.ndarray | None:
-    """Per-sample accuracy, following :func:`metrics_from_outputs`'s rules."""
-    n = len(targets)
-    if outputs.ndim >= 2 and outputs.shape[1] > 1 and targets.dtype == torch.long:
-        c = (outputs.argmax(dim=1) == targets).float()
-    elif outputs.shape == targets.shape or outputs.squeeze(-1).shape == targets.shape:
-        c = ((outputs.reshape(targets.shape) > 0).to(targets.dtype) == targets).float()
-    else:
-        return None
-    return c.reshape(n, -1).mean(1).numpy().astype(float)
+def per_sample_correct(outputs: torch.Tensor, targets: torch.Tensor, loss_fn: Any = None
+                       ) -> np.ndarray | None:
+    """Per-sample accuracy in any output layout (``nnrecipe.core.training``), or None."""
+    c = correct_per_sample(outputs, targets, loss_fn)
+    return None if c is None else c.numpy().astype(float)
 
 
 def score_outputs(ctx: Context, outputs: torch.Tensor, targets: torch.Tensor, split: str
@@ -84,7 +86,7 @@ def score_outputs(ctx: Context, outputs: torch.Tensor, targets: torch.Tensor, sp
     loss_fn = on_cpu(ctx.experiment.loss)
     metrics = metrics_from_outputs(outputs, targets, loss_fn, ctx.task_type)
     losses = per_sample_losses(loss_fn, outputs, targets).numpy().astype(float)
-    correct = per_sample_correct(outputs, targets) if "accuracy" in metrics else None
+    correct = per_sample_correct(outputs, targets, loss_fn) if "accuracy" in metrics else None
     return Scores(split, metrics, losses, correct, outputs, targets)
 
 

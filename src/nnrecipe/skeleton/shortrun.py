@@ -23,6 +23,7 @@ from nnrecipe.core import data as data_mod
 from nnrecipe.core.context import Context
 from nnrecipe.core.fit import fit
 from nnrecipe.core.seeding import seed_everything
+from nnrecipe.core.training import correct_per_sample as shared_correct_per_sample
 from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 
 # By measurement: the healthy examples (blobs, regression, digits CNN, LSTM, causal
@@ -90,11 +91,11 @@ def regression_mse(out: torch.Tensor, y: torch.Tensor) -> float | None:
     return float(((out.float().reshape(y.shape) - y.float()) ** 2).mean())
 
 
-def correct_per_sample(out: torch.Tensor, y: torch.Tensor) -> np.ndarray | None:
-    if out.ndim >= 2 and out.shape[1] > 1 and not y.is_floating_point():
-        hit = (out.argmax(dim=1) == y).float()
-        return hit.reshape(len(y), -1).mean(1).numpy()
-    return None
+def correct_per_sample(out: torch.Tensor, y: torch.Tensor, loss_fn: Any = None
+                       ) -> np.ndarray | None:
+    """Per-sample accuracy in any output layout (``nnrecipe.core.training``), or None."""
+    c = shared_correct_per_sample(out, y, loss_fn)
+    return None if c is None else c.numpy().astype(float)
 
 
 def score(ctx: Context, out: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, float],
@@ -108,7 +109,7 @@ def score(ctx: Context, out: torch.Tensor, y: torch.Tensor) -> tuple[dict[str, f
         if mse is not None:
             metrics["mse"] = mse
     per_sample = per_sample_losses(loss_fn, out, y).numpy().astype(float)
-    correct = correct_per_sample(out, y) if ctx.task_type == "classification" else None
+    correct = correct_per_sample(out, y, loss_fn) if ctx.task_type == "classification" else None
     return metrics, per_sample, correct
 
 
