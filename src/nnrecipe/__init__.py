@@ -10,14 +10,16 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.errors import ConfigurationError, DataError, ExperimentError, NNRecipeError
-from nnrecipe.experiment import Experiment
 
 __version__ = "0.1.0"
 
-# Heavier parts are imported on first use, so `import nnrecipe` stays light.
+# Heavier parts are imported on first use, so `import nnrecipe` stays light (no torch: the
+# CLI's --help, `codes` and argument errors answer without it).
 _LAZY = {
+    "Experiment": "nnrecipe.experiment",
+    "Finding": "nnrecipe.core.findings",
+    "Severity": "nnrecipe.core.findings",
     "run": "nnrecipe.api",
     "load_experiment": "nnrecipe.loading",
     "init_output_bias": "nnrecipe.skeleton.init_bias",
@@ -34,6 +36,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ConfigurationError", "DataError", "Experiment", "ExperimentError", "Finding",
-    "NNRecipeError", "Severity", "__version__", *_LAZY,
+    "ConfigurationError", "DataError", "ExperimentError", "NNRecipeError", "__version__",
+    *_LAZY,
 ]

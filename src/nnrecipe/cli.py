@@ -1,9 +1,13 @@
-"""The ``nnrecipe`` command line. The only module that writes to the terminal."""
+"""The ``nnrecipe`` command line. The only module that writes to the terminal.
+
+Start-up stays under a second for ``--help``, ``codes`` and argument errors: torch and the
+stages are imported only by the commands that run checks (``codes`` reads the generated
+catalogue table, :mod:`nnrecipe.report.catalogue`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import sys
 import traceback
@@ -13,10 +17,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nnrecipe.core.findings import Severity
 from nnrecipe.errors import NNRecipeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -50,49 +52,6 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="only the summary 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 
 
-class RichProgress:
-    """Draws the runner's progress events with rich (to stderr, so stdout stays clean)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                 console=err_console, transient=True, disable=quiet)
-        self._check: Any = None
-        self._tasks: list[Any] = []
-
-    def __enter__(self) -> RichProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(None, None, None)
-
-    def check_started(self, stage: str, check: str, title: str) -> None:
-        self._check = self.progress.add_task(f"[{stage}] {check}", total=None)
-
-    def check_finished(self, stage: str, check: str, status: str) -> None:
-        if self._check is not None:
-            self.progress.remove_task(self._check)
-            self._check = None
-        if not self.quiet:
-            style = {"passed": "green", "info": "blue", "warning": "yellow", "error": "red",
-                     "crashed": "magenta"}.get(status, "dim")
-            self.progress.console.print(f"  [{style}]{status:>8}[/] {stage}/{check}")
-
-    def task_started(self, description: str, total: int | None) -> None:
-        self._tasks.append(self.progress.add_task(f"    {description}", total=total))
-
-    def task_advanced(self, advance: int = 1, description: str | None = None) -> None:
-        if self._tasks:
-            kwargs = {"description": f"    {description}"} if description else {}
-            self.progress.update(self._tasks[-1], advance=advance, **kwargs)
-
-    def task_finished(self) -> None:
-        if self._tasks:
-            self.progress.remove_task(self._tasks.pop())
-
-
 def _default_out(name: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}-{stamp}"
@@ -106,6 +65,8 @@ def _fail(message: str, debug: bool, exc: BaseException | None = None) -> typer.
 
 
 def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
+    from nnrecipe.core.findings import Severity
+
     findings = sorted(result.findings, key=lambda f: -f.severity.rank)
     if not quiet and findings:
         table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
@@ -129,6 +90,8 @@ def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
 
 
 def _exit_code(result: Any, fail_on: FailOn) -> int:
+    from nnrecipe.core.findings import Severity
+
     if result.interrupted:
         return EXIT_INTERRUPTED
     worst = result.worst()
@@ -141,24 +104,29 @@ def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
             device: DeviceChoice, seed: int | None, quiet: bool, debug: bool,
             options: dict[str, Any] | None = None, data_target: str | None = None) -> None:
     """Load, validate, run the command's stages, write outputs, exit with the right code."""
-    from nnrecipe.api import COMMAND_STAGES, run
-    from nnrecipe.loading import load_experiment
-    from nnrecipe.report import write_outputs
+    from nnrecipe.loading import load_experiment  # no torch yet: a missing file fails fast
 
     try:
         if command == "inspect" and not target.split(":")[0].endswith(".py"):
+            if not Path(target).exists():
+                raise _fail(f"no such file or folder: {target}", debug)
             from nnrecipe.data.sources import experiment_from_data
 
             exp, name = experiment_from_data(target, target_column=data_target)
         else:
             exp, name = load_experiment(target)
+        _apply_threads()
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
+    from nnrecipe.api import COMMAND_STAGES, run
+    from nnrecipe.report import write_outputs
+    from nnrecipe.terminal import make_progress
+
     out_dir = out or _default_out(name)
     if not quiet:
         err_console.print(f"nnrecipe {command}: [bold]{name}[/] -> {out_dir}")
     try:
-        with RichProgress(quiet) as progress:
+        with make_progress(err_console, quiet) as progress:
             # out_dir: where stages keep files that outlive the run (checkpoints, the study)
             result = run(exp, COMMAND_STAGES[command], out=out_dir, write=False,
                          device=device.value, seed=seed, options=options, progress=progress,
@@ -262,8 +230,11 @@ def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all';
         console.print(table)
         return
     out_dir = out or Path("runs") / f"lab-{topic}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    from nnrecipe.terminal import make_progress
+
     try:
-        with RichProgress(quiet) as progress:
+        _apply_threads()
+        with make_progress(err_console, quiet) as progress:
             page = lab.run(topic, out_dir, progress=progress)
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
@@ -272,45 +243,32 @@ def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all';
 
 @app.command("codes")
 def codes_cmd(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
-    """The finding catalogue: every code, its stage, default severity and fix."""
+    """The finding catalogue: every code, its stage, default severity, what it means and the fix."""
     import json
 
-    from nnrecipe.core.registry import CATALOGUE
-    from nnrecipe.core.runner import load_stage_checks
-    from nnrecipe.core.stages import STAGE_NAMES
+    from nnrecipe.report.catalogue import load_table
 
-    load_stage_checks()
-    order = {s: i for i, s in enumerate((*STAGE_NAMES, "any"))}
-    infos = sorted(CATALOGUE.values(), key=lambda c: (order.get(c.stage, 99), c.code))
+    rows = load_table()
     if as_json:
-        console.print_json(json.dumps([{"code": c.code, "stage": c.stage,
-                                         "severity": c.severity.value, "title": c.title,
-                                         "fix": c.fix} for c in infos]))
+        console.print_json(json.dumps(rows))
         return
     table = Table(show_header=True, header_style="bold", box=None)
     for col in ("code", "stage", "severity", "what it means"):
         table.add_column(col, overflow="fold")
-    for c in infos:
-        table.add_row(c.code, c.stage, c.severity.value, c.title)
+    for c in rows:
+        table.add_row(c["code"], c["stage"], c["severity"], c["means"])
     console.print(table)
 
 
-def _set_threads() -> None:
-    """nnrecipe's work is many small runs, where intra-op threads cost more than they give on
-    a busy machine (measured: `tune --trials 4` on digits took 7 min wall with torch's default
-    2 threads on 2 loaded cores, 24 s with one). Use half the cores (at most 8) unless the user
-    chose with OMP_NUM_THREADS or NNRECIPE_THREADS."""
-    if "OMP_NUM_THREADS" in os.environ:
-        return
-    import torch
+def _apply_threads() -> None:
+    """The thread policy of :mod:`nnrecipe.core.threads` (NNRECIPE_THREADS / OMP_NUM_THREADS),
+    set once for the CLI's process, when a command is about to train."""
+    from nnrecipe.core.threads import apply_thread_policy
 
-    wanted = os.environ.get("NNRECIPE_THREADS")
-    n = int(wanted) if wanted and wanted.isdigit() else min(8, max(1, (os.cpu_count() or 2) // 2))
-    torch.set_num_threads(max(1, n))
+    apply_thread_policy()
 
 
 def main() -> None:
-    _set_threads()
     app()
 
 

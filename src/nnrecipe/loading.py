@@ -6,9 +6,12 @@ import importlib.util
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nnrecipe.errors import ExperimentError
-from nnrecipe.experiment import Experiment
+
+if TYPE_CHECKING:  # importing it imports torch: not needed to reject a missing file
+    from nnrecipe.experiment import Experiment
 
 DEFAULT_FUNCTION = "experiment"
 
@@ -64,6 +67,8 @@ def load_experiment(target: str) -> tuple[Experiment, str]:
         raise
     except Exception as e:
         raise ExperimentError(f"{path}:{func_name}() raised {type(e).__name__}: {e}") from e
+    from nnrecipe.experiment import Experiment
+
     if not isinstance(exp, Experiment):
         raise ExperimentError(f"{path}:{func_name}() returned {type(exp).__name__}, "
                               "not an nnrecipe.Experiment")

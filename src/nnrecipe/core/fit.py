@@ -128,7 +128,7 @@ def fit(ctx: Context, model: nn.Module, *, optimizer: torch.optim.Optimizer | No
                     loss = ctx.step(model, batch, optimizer)
                     history.step_losses.append(loss)
                     epoch_losses.append(loss)
-                    task.advance()
+                    task.advance(loss=loss)
                     if sched is not None:
                         sched.step()
                     if not math.isfinite(loss):

@@ -42,8 +42,15 @@ class Task:
         self._sink.task_started(self._description, self._total)
         return self
 
-    def advance(self, n: int = 1, description: str | None = None) -> None:
+    def advance(self, n: int = 1, description: str | None = None, *,
+                loss: float | None = None) -> None:
+        """``loss``: the step's training loss, shown by sinks that have ``task_loss(loss)``
+        (an optional method, so sinks written for the five methods above keep working)."""
         self._sink.task_advanced(n, description)
+        if loss is not None:
+            show = getattr(self._sink, "task_loss", None)
+            if show is not None:
+                show(loss)
 
     def __exit__(self, *exc: object) -> None:
         self._sink.task_finished()

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from nnrecipe.core import data as data_mod
+from nnrecipe.core.threads import thread_policy
 from nnrecipe.errors import ConfigurationError
 from nnrecipe.overfit.lr_range import (
     DEFAULT_END_LR,
@@ -26,8 +27,8 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
             loss: Callable[..., torch.Tensor], *, val_data: Any = None,
             train_step: Callable | None = None, batch_size: int = 64, repeats: int = 3,
             start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
-            num_steps: int = DEFAULT_SWEEP_STEPS, run_steps: int = 100, seed: int = 0
-            ) -> LRSuggestion:
+            num_steps: int = DEFAULT_SWEEP_STEPS, run_steps: int = 100, seed: int = 0,
+            threads: int | None = None) -> LRSuggestion:
     """Suggest a learning rate for ``model`` trained by ``optimizer`` on ``data``.
 
     ``data`` (and ``val_data``) is a DataLoader, a Dataset of ``(input, target)``, or an
@@ -40,7 +41,9 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
     ``train_step(model, batch, loss, optimizer) -> loss`` replaces the built-in step.
 
     The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
-    the global RNG state are restored afterwards, whatever happens.
+    the global RNG state are restored afterwards, whatever happens. torch's intra-op threads
+    follow nnrecipe's policy during the call (``threads=``, else ``NNRECIPE_THREADS``; see
+    :mod:`nnrecipe.core.threads`) and are restored after it.
     """
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"lr_find(model=...) needs an nn.Module, got {type(model).__name__}")
@@ -56,8 +59,9 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
     probe = ModelProbe(model, optimizer, data, loss, val_data=val_data, train_step=train_step,
                        batch_size=batch_size, run_steps=run_steps)
     try:
-        return find_lr(probe, repeats=repeats, start_lr=start_lr, end_lr=end_lr,
-                       num_steps=num_steps, validate=val_data is not None, seed=seed)
+        with thread_policy(threads):
+            return find_lr(probe, repeats=repeats, start_lr=start_lr, end_lr=end_lr,
+                           num_steps=num_steps, validate=val_data is not None, seed=seed)
     finally:
         probe.restore()
 
