@@ -1,14 +1,24 @@
 """The training monitor: what is measured, when, and how cheaply.
 
 :class:`Monitor` hooks a model and its optimizer and fills a :class:`Recording` with plain
-CPU numbers; it decides nothing (the detectors in :mod:`nnrecipe.train.detectors` do).
+CPU numbers; it decides nothing (the detectors in :mod:`nnrecipe.train.detectors`,
+:mod:`nnrecipe.train.grad_accumulation` and :mod:`nnrecipe.train.precision` do).
 
-* Optimizer step **pre**-hook (every ``grad_every`` steps): per-tensor gradient norms in one
-  ``torch._foreach_norm`` call, moved to the CPU once; a non-finite norm is caught *before*
-  the update, the update is dropped (``guard_nonfinite``) and the layer that produced it is
-  traced. The hook is moved in front of other step pre-hooks (e.g. :func:`fit`'s clipping) so
-  it sees the raw gradients. If ``optimizer.step(closure)`` is used (Lightning, LBFGS), the
-  closure is wrapped and the measurement runs right after it computed the gradients.
+* Optimizer step **pre**-hook, **every** step: per-tensor gradient norms in one
+  ``torch._foreach_norm`` call, written into a small buffer of per-step statistics that stays
+  on the model's device and is copied to the host in one transfer every ``sync_every`` steps
+  (or when someone reads ``monitor.recording``). The NaN/inf guard is one fused reduction over
+  those norms: on the CPU it is read at once and a non-finite update is dropped
+  (``guard_nonfinite``) and traced; on an accelerator (where reading it would stall the
+  device) it is read with the rest of the buffer, and the finding names the exact first step.
+  The hook is moved in front of other step pre-hooks (e.g. :func:`fit`'s clipping) so it sees
+  the raw gradients; a GradScaler has unscaled them by then. If ``optimizer.step(closure)``
+  is used (Lightning, LBFGS), the closure is wrapped and the measurement runs right after it.
+* A gradient hook on one parameter (``Recording.grad_probe``): each backward pass that reaches
+  it counts as an arrival, and an arrival that finds ``.grad`` None or all zeros as cleared.
+  A step none of whose arrivals found it cleared applied the sum of earlier gradients
+  (``grads-not-zeroed``); with declared accumulation, more than one cleared arrival per step
+  means micro-batches were thrown away. One small device reduction per backward, no sync.
 * Step **post**-hook (every ``update_every`` steps): parameter norms, and update-to-parameter
   ratios estimated on a fixed random sample of coordinates per tensor (no copy of the
   weights); the same samples are the weight trajectories behind ``weights-fluctuating``.
@@ -16,9 +26,17 @@ CPU numbers; it decides nothing (the detectors in :mod:`nnrecipe.train.detectors
   only for the forward of every ``activation_every``-th step: dead ReLU units (a unit that is
   zero on every sample of the last ``dead_window`` measured batches) and saturated
   tanh/sigmoid outputs. Activations applied functionally (``F.relu``) are not seen.
+* A forward pre-hook on the model keeps the last training input (to trace a non-finite value
+  to its layer) and notes the autocast dtype (``Recording.precision``).
 
-Per-layer series are thinned (every other point dropped, sampling stride doubled) once they
-hold ``max_points`` points, so memory stays bounded on long runs.
+The overhead governor stretches only the optional schedules (update ratios, activations),
+never the gradient norms or the guard. Per-layer series are thinned (every other point
+dropped, sampling stride doubled) once they hold ``max_points`` points.
+
+For code driving the monitor from elsewhere (``watch``, Lightning, Hugging Face, DDP): a step
+is recorded by the optimizer hooks plus :meth:`Monitor.record_loss`; :meth:`Monitor.flush`
+brings every pending statistic to the host and ``monitor.recording`` always returns flushed
+numbers; :meth:`Monitor.steps_recorded` counts recorded steps without a flush.
 """
 
 from __future__ import annotations
@@ -27,7 +45,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +53,10 @@ import torch
 from torch import nn
 
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory
+from nnrecipe.train.nonfinite import first_nonfinite_module
+from nnrecipe.train.recording import Recording, Series
+
+__all__ = ["Monitor", "MonitorConfig", "Recording", "Series"]
 
 RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6)
 TANH_TYPES: tuple[type[nn.Module], ...] = (nn.Tanh, nn.Hardtanh)
@@ -44,6 +66,11 @@ SIGMOID_TYPES: tuple[type[nn.Module], ...] = (nn.Sigmoid, nn.Hardsigmoid)
 TANH_SATURATION = 0.99
 SIGMOID_SATURATION = 0.01
 MAX_STRETCH = 16
+GOVERNOR_WINDOW = 64  # steps per overhead measurement
+# A step interval longer than this many times the window's median is a pause (validation,
+# a checkpoint, the user's own logging, time detached): it is counted at the median, so the
+# monitor's share is measured against the training steps themselves.
+PAUSE_FACTOR = 4.0
 
 
 @dataclass
@@ -51,90 +78,21 @@ class MonitorConfig:
     """When the monitor measures what. The defaults keep the overhead within a few percent
     (see ``benchmarks/monitor_overhead.py``)."""
 
-    grad_every: int = 1  # gradient norms; also the non-finite guard, so keep it at 1
+    grad_every: int = 1  # per-layer gradient norms kept every N steps (the guard runs every step)
     update_every: int = 10  # parameter norms and update ratios
     activation_every: int = 20  # dead ReLU / saturation (a forward with hooks)
     dead_window: int = 3  # measured batches a unit must stay silent on to count as dead
     samples_per_tensor: int = 256  # coordinates per parameter tensor for update ratios
-    # Share of the step time the monitor may take; beyond it every schedule above is
-    # stretched (x2, x4, ...; at most x16). Then a NaN gradient on a step that is not measured
-    # is caught one step later, from the loss or the next gradients. None: never stretch.
+    # Share of the step time the optional measurements (update ratios, activations) may take;
+    # beyond it their schedules are stretched (x2, x4, ...; at most x16). The gradient norms
+    # and the NaN/inf guard always run on every step. None: never stretch.
     overhead_budget: float | None = 0.03
-    guard_nonfinite: bool = True  # drop an update whose gradients are NaN/inf
+    guard_nonfinite: bool = True  # drop an update whose gradients are NaN/inf (CPU: at once)
     stop_on_nonfinite: bool = True  # as a fit() callback: stop at the first non-finite
     max_points: int = 2000  # per-layer series are thinned beyond this
-
-
-@dataclass
-class Series:
-    """A per-layer series: ``values[i]`` (one float per layer) measured at ``steps[i]``."""
-
-    steps: list[int] = field(default_factory=list)
-    values: list[list[float]] = field(default_factory=list)
-    stride: int = 1  # thinning factor applied to the monitor's schedule
-
-    def append(self, step: int, values: Sequence[float] | np.ndarray, max_points: int) -> None:
-        self.steps.append(step)
-        self.values.append(values.tolist() if isinstance(values, np.ndarray)
-                           else [float(v) for v in values])
-        if len(self.steps) > max_points:
-            self.steps, self.values = self.steps[::2], self.values[::2]
-            self.stride *= 2
-
-    def array(self) -> np.ndarray:
-        """``(len(steps), n_layers)`` float array (empty ``(0, 0)`` if nothing recorded)."""
-        return np.asarray(self.values, dtype=float) if self.values else np.zeros((0, 0))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "values": self.values}
-
-
-@dataclass
-class Recording:
-    """Everything the monitor measured, as CPU numbers. Detectors and plots read only this.
-
-    ``layers`` are the modules that own parameters, in registration (≈ forward) order;
-    ``activations`` the activation modules (name, kind in {"relu", "tanh", "sigmoid"}).
-    ``grad``/``param``/``update`` are per-layer series (L2 norms; update = ||Δθ||/||θ||),
-    ``grad_total`` the global gradient norm at ``grad.steps``, ``dead``/``saturated``
-    per-activation fractions. ``epochs`` holds dicts with ``epoch``, ``step``, ``train_loss``
-    (epoch mean), ``val_loss``, ``val_<metric>``, ``lr`` and, from the train stage,
-    ``train_eval_loss`` (end-of-epoch weights, eval mode) and ``train_mode_loss`` (same
-    weights, train mode, no update).
-    """
-
-    layers: list[str] = field(default_factory=list)
-    layer_types: list[str] = field(default_factory=list)
-    activations: list[tuple[str, str]] = field(default_factory=list)
-    activation_inputs: dict[str, str] = field(default_factory=dict)  # act module -> layer before it
-    loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    grad: Series = field(default_factory=Series)
-    grad_total: list[float] = field(default_factory=list)
-    param: Series = field(default_factory=Series)
-    update: Series = field(default_factory=Series)
-    weight_samples: Series = field(default_factory=Series)  # a few coordinates per layer
-    weight_sample_layers: list[int] = field(default_factory=list)  # layer of each column
-    dead: Series = field(default_factory=Series)
-    saturated: Series = field(default_factory=Series)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    prediction_targets: list[float] = field(default_factory=list)
-    nonfinite: dict[str, Any] | None = None
-    optimizer_steps: int = 0
-    skipped_updates: int = 0
-    grad_clip: float | None = None
-    schedule_stretch: int = 1  # set by the overhead governor (MonitorConfig.overhead_budget)
-
-    def epoch_series(self, key: str) -> list[float]:
-        return [float(e.get(key, math.nan)) for e in self.epochs]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (the report and saved runs are redrawn from it)."""
-        out: dict[str, Any] = {}
-        for name, value in self.__dict__.items():
-            out[name] = value.to_dict() if isinstance(value, Series) else value
-        return out
+    # Steps of per-step statistics kept on the device between two copies to the host. On an
+    # accelerator this is also how late (in steps) a non-finite gradient is noticed.
+    sync_every: int = 32
 
 
 def _layer_params(model: nn.Module, optimizer: torch.optim.Optimizer | None
@@ -192,22 +150,34 @@ class Monitor(Callback):
     With :func:`nnrecipe.core.fit.fit`, pass it in ``callbacks``: it attaches at the start,
     records losses, epochs and predictions on ``fixed_batch``, stops on a non-finite value,
     and detaches at the end. ``monitor.recording`` holds the numbers.
+
+    ``accumulate=N`` declares gradient accumulation over N micro-batches per optimizer step:
+    losses recorded between two optimizer steps become one entry (their mean), and the
+    accumulation is checked (:mod:`nnrecipe.train.grad_accumulation`). ``scaler`` is the
+    ``torch.amp.GradScaler`` of a mixed-precision loop: steps it skips on purpose are told
+    apart from real failures and its scale is recorded (:mod:`nnrecipe.train.precision`).
     """
 
     def __init__(self, config: MonitorConfig | None = None, *,
                  fixed_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 task: str | None = None) -> None:
+                 task: str | None = None, accumulate: int = 1, scaler: Any = None) -> None:
         self.config = config or MonitorConfig()
-        self.recording = Recording()
+        if int(accumulate) < 1:
+            raise ValueError(f"accumulate must be a whole number >= 1, got {accumulate!r}")
+        self._rec = Recording(accumulate=int(accumulate))
+        self._rec.coverage = {"steps": 0, "nonfinite_guard": 0, "grad_norms": 0,
+                              "update_ratios": 0, "activations": 0}
         self.fixed_batch = fixed_batch
         self.task = task
+        self.scaler = scaler
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
+        self.device = torch.device("cpu")
         self._handles: list[Any] = []
         self._act_handles: list[Any] = []
         self._params: list[nn.Parameter] = []
         self._owner = np.zeros(0, dtype=int)
-        self._owner_list: list[int] = []
+        self._onehot = np.zeros((0, 0))
         self._sample_idx: list[torch.Tensor] = []
         self._sample_owner = np.zeros(0, dtype=int)
         self._kept = np.zeros(0, dtype=int)
@@ -219,16 +189,43 @@ class Monitor(Callback):
         self._dead_masks: dict[tuple[str, int], deque[torch.Tensor]] = {}
         self._last_input: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self._stop_reason: str | None = None
+        # per-step statistics on the device: one row per optimizer step, columns = the
+        # per-tensor gradient norms, then the cleared-arrival count of the gradient probe
+        self._buf: torch.Tensor | None = None
+        self._row = 0
+        self._row_steps: list[int] = []
+        self._row_arrivals: list[int] = []
+        self._row_cleared_host: list[int] = []
+        self._arrivals = 0
+        self._cleared_host = 0
+        self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        # losses (and the scaler's scale) recorded since the last flush
+        self._pending_loss: list[tuple[int, float | torch.Tensor, float]] = []
+        self._pending_scale: list[float | torch.Tensor] = []
+        self._loss_groups = 0
+        self._last_loss_step: int | None = None
+        self._prev_scale: float | None = None
+        self._open_group: int | None = None
+        self._group_sum = 0.0
+        self._group_n = 0
+        # overhead governor
         self._stretch = 1
-        self._own = 0.0
         self.seconds_spent = 0.0  # wall time in the hooks and live checks, all told
-        self._window_start: float | None = None
-        self._window_steps = 0
+        self._own = 0.0
+        self._last_hook: float | None = None
+        self._intervals: list[float] = []
+        self._own_window: list[float] = []
 
     # ------------------------------------------------------------------ attaching
     @property
     def attached(self) -> bool:
         return bool(self._handles)
+
+    @property
+    def recording(self) -> Recording:
+        """Everything measured so far, with every pending statistic brought to the host."""
+        self.flush()
+        return self._rec
 
     def attach(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> Monitor:
         """Register the hooks on ``model`` and ``optimizer`` (idempotent)."""
@@ -236,12 +233,18 @@ class Monitor(Callback):
             return self
         self.model, self.optimizer = model, optimizer
         names, types, params, owner = _layer_params(model, optimizer)
-        rec = self.recording
+        rec = self._rec
         if not rec.layers:
             rec.layers, rec.layer_types = names, types
         same = [id(p) for p in params] == [id(p) for p in self._params]
+        self.flush()
         self._params, self._owner = params, np.asarray(owner, dtype=int)
-        self._owner_list = list(owner)
+        self.device = params[0].device if params else torch.device("cpu")
+        self._onehot = np.zeros((len(params), max(len(rec.layers), 1)))
+        self._onehot[np.arange(len(params)), np.minimum(self._owner, len(rec.layers) - 1)] = 1.0
+        self._buf = torch.zeros(max(1, self.config.sync_every), len(params) + 1,
+                                dtype=torch.float32, device=self.device)
+        self._index_cache.clear()
         if not same or not self._sample_idx:  # re-attaching to the same model keeps them
             self._choose_samples()
         self._act_modules = []
@@ -258,8 +261,14 @@ class Monitor(Callback):
         _move_to_front(optimizer, pre)
         self._handles = [pre, optimizer.register_step_post_hook(self._post_step),
                          model.register_forward_pre_hook(self._remember_input, with_kwargs=True)]
+        if params:  # the gradient probe: the last parameter the optimizer updates
+            probe = params[-1]
+            self._handles.append(probe.register_hook(self._make_arrival_hook(probe)))
+            rec.grad_probe = f"{rec.layers[self._owner[-1]]}[{len(params) - 1}]"
         if self._act_modules and rec.optimizer_steps % self.config.activation_every == 0:
             self._arm_activations()
+        self._last_hook = None  # time spent detached is not a step
+        self._arrivals = self._cleared_host = 0
         return self
 
     def detach(self) -> None:
@@ -270,6 +279,8 @@ class Monitor(Callback):
         self._last_input = None
         self._pre_samples = None
         self._dead_masks.clear()
+        self._last_hook = None
+        self.flush()
 
     def __enter__(self) -> Monitor:
         return self
@@ -288,10 +299,10 @@ class Monitor(Callback):
             owners.extend([layer] * len(idx))
         self._sample_owner = np.asarray(owners, dtype=int)
         keep: list[int] = []  # up to 16 coordinates per layer are kept as trajectories
-        for layer in range(len(self.recording.layers)):
+        for layer in range(len(self._rec.layers)):
             keep.extend(np.nonzero(self._sample_owner == layer)[0][:16].tolist())
         self._kept = np.asarray(keep, dtype=int)
-        self.recording.weight_sample_layers = self._sample_owner[self._kept].tolist()
+        self._rec.weight_sample_layers = self._sample_owner[self._kept].tolist()
 
     # --------------------------------------------------------------- step hooks
     def _pre_step(self, opt: torch.optim.Optimizer, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -317,17 +328,15 @@ class Monitor(Callback):
     def _before_update(self) -> None:
         t0 = time.perf_counter()
         self._govern(t0)
-        step = self.recording.optimizer_steps
-        cfg, k = self.config, self._stretch
-        if step % (cfg.grad_every * k) == 0:
-            self._measure_grads(step)
-        if step % (cfg.update_every * max(k, self.recording.update.stride)) == 0:
+        step = self._rec.optimizer_steps
+        self._measure_grads(step)
+        if step % (self.config.update_every * max(self._stretch, self._rec.update.stride)) == 0:
             self._pre_samples = self._gather_samples()
         self._spend(time.perf_counter() - t0)
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         t0 = time.perf_counter()
-        rec = self.recording
+        rec = self._rec
         step = rec.optimizer_steps
         if self._pre_samples is not None:
             self._measure_update(step, self._pre_samples)
@@ -335,9 +344,12 @@ class Monitor(Callback):
         if self._act_handles:
             self._collect_activations(step)
         rec.optimizer_steps += 1
+        rec.coverage["steps"] = rec.optimizer_steps
         if self._act_modules and rec.optimizer_steps % (
                 self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
+        if self._row >= len(self._buf if self._buf is not None else ()):
+            self._flush_grads()
         self._spend(time.perf_counter() - t0)
 
     def add_overhead(self, seconds: float) -> None:
@@ -349,63 +361,143 @@ class Monitor(Callback):
         self.seconds_spent += seconds
 
     def _govern(self, now: float) -> None:
-        """Keep the monitor within ``overhead_budget`` of the step time: every 64 steps,
-        stretch every schedule by 2 when over budget, back when well under it. On tiny models
-        a fixed Python cost per step is a large share of the step."""
-        if self._window_start is None:
-            self._window_start, self._own = now, 0.0
+        """Keep the optional measurements within ``overhead_budget`` of the step time.
+
+        Every ``GOVERNOR_WINDOW`` steps the monitor's own time is compared with the time of
+        those steps, each measured from one step hook to the next while attached (attach()
+        starts afresh, so time detached or spent by other code between blocks is never a
+        step) and capped at ``PAUSE_FACTOR`` x the window's median (a validation pass or a
+        checkpoint is not a training step). Over budget: the update-ratio and activation
+        schedules are stretched x2; well under: shrunk back."""
+        last, self._last_hook = self._last_hook, now
+        if last is None:
+            self._own = 0.0
             return
-        self._window_steps += 1
-        if self._window_steps < 64:
+        self._intervals.append(now - last)
+        self._own_window.append(self._own)
+        self._own = 0.0
+        if len(self._intervals) < GOVERNOR_WINDOW:
             return
-        share = self._own / max(now - self._window_start, 1e-9)
+        cap = PAUSE_FACTOR * float(np.median(self._intervals))
+        step_time = sum(min(x, cap) for x in self._intervals)
+        share = sum(self._own_window) / max(step_time, 1e-9)
+        self._intervals, self._own_window = [], []
         budget = self.config.overhead_budget
         if not budget:
-            pass
-        elif share > budget and self._stretch < MAX_STRETCH:
+            return
+        if share > budget and self._stretch < MAX_STRETCH:
             self._stretch *= 2
         elif share < budget / 4 and self._stretch > 1:
             self._stretch //= 2
-        self.recording.schedule_stretch = self._stretch
-        self._window_start, self._window_steps, self._own = now, 0, 0.0
+        self._rec.schedule_stretch = self._stretch
+
+    # ------------------------------------------------------- gradients (hot path)
+    def _make_arrival_hook(self, probe: nn.Parameter) -> Callable[[torch.Tensor], None]:
+        def hook(grad: torch.Tensor) -> None:
+            # runs before autograd adds ``grad`` into ``probe.grad``: what is there now is
+            # what the previous steps left (None / zeros when the loop cleared it)
+            self._arrivals += 1
+            old = probe.grad
+            if old is None:
+                self._cleared_host += 1
+            elif self._buf is not None:
+                if self._row >= len(self._buf):
+                    self._flush_grads()
+                with torch.no_grad():
+                    cell = self._buf[self._row, -1]
+                    cell.add_(torch.logical_not(old.any()).to(cell.dtype))
+        return hook
 
     def _measure_grads(self, step: int) -> None:
-        # The hot path (every step): one fused norm, one copy to the CPU, a few Python floats.
-        grads = [p.grad for p in self._params]
-        if any(g is None for g in grads):
-            with_grad = [i for i, g in enumerate(grads) if g is not None]
-            if not with_grad:
-                return
-            owners = [self._owner_list[i] for i in with_grad]
-            norms = _tensor_norms([grads[i] for i in with_grad])  # type: ignore[misc]
-        else:
-            owners = self._owner_list
-            norms = _tensor_norms(grads)  # type: ignore[arg-type]
-        rec = self.recording
-        sq = [v * v for v in norms]
-        total = math.sqrt(sum(sq))
-        if not math.isfinite(total):  # NaN/inf anywhere propagates into the total
-            bad = sorted({o for o, v in zip(owners, norms, strict=True) if not math.isfinite(v)})
-            self._on_nonfinite_grads(step, bad)
-        if step % (self.config.grad_every * rec.grad.stride) != 0:
+        """The hot path (every step): one fused norm into the device buffer; on the CPU the
+        finite check is read at once (there is no device to stall)."""
+        buf = self._buf
+        if buf is None or not self._params:
             return
-        layer = [0.0] * len(rec.layers)
-        for o, v in zip(owners, sq, strict=True):
-            layer[o] += v
-        seen = set(owners) if len(owners) != len(self._owner_list) else None
-        layer = [math.sqrt(v) if seen is None or i in seen else math.nan
-                 for i, v in enumerate(layer)]
-        stride = rec.grad.stride
-        rec.grad_total.append(total)
-        rec.grad.append(step, layer, self.config.max_points)
-        if rec.grad.stride != stride:
-            rec.grad_total = rec.grad_total[::2]
+        if self._row >= len(buf):
+            self._flush_grads()
+        grads = [p.grad for p in self._params]
+        present = [i for i, g in enumerate(grads) if g is not None]
+        row = buf[self._row]
+        self._row_steps.append(step)
+        self._row_arrivals.append(self._arrivals)
+        self._row_cleared_host.append(self._cleared_host)
+        self._arrivals = self._cleared_host = 0
+        self._row += 1
+        if not present:
+            row[:-1].fill_(math.nan)
+            return
+        with torch.no_grad():
+            if len(present) == len(grads):
+                norms = _norm_vector(grads)  # type: ignore[arg-type]
+                row[:-1].copy_(norms)
+            else:
+                norms = _norm_vector([grads[i] for i in present])  # type: ignore[misc]
+                row[:-1].fill_(math.nan)
+                key = tuple(present)
+                idx = self._index_cache.get(key)
+                if idx is None:
+                    idx = self._index_cache[key] = torch.tensor(present, device=buf.device)
+                row[:-1].index_copy_(0, idx, norms.to(row.dtype))
+            cov = self._rec.coverage
+            cov["nonfinite_guard"] += 1
+            cov["grad_norms"] += 1
+            if self.device.type == "cpu" and not bool(torch.isfinite(norms.sum())):
+                values = row[:-1].numpy()
+                bad = sorted({int(self._owner[i]) for i in present
+                              if not math.isfinite(float(values[i]))})
+                self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
 
+    def _flush_grads(self) -> None:
+        """Copy the buffered rows to the host in one transfer and append them to the series."""
+        n, buf = self._row, self._buf
+        if n == 0 or buf is None:
+            return
+        data = buf[:n].to("cpu", torch.float64).numpy().copy()
+        buf[:n, -1].zero_()
+        steps, arrivals = self._row_steps, self._row_arrivals
+        cleared_host = self._row_cleared_host
+        self._row, self._row_steps, self._row_arrivals, self._row_cleared_host = 0, [], [], []
+        rec, cfg = self._rec, self.config
+        norms = data[:, :-1]
+        missing = np.isnan(norms)
+        sq = np.where(missing, 0.0, np.square(norms))
+        layer_sq = sq @ self._onehot
+        seen = (~missing).astype(float) @ self._onehot
+        layer = np.where(seen > 0, np.sqrt(layer_sq), np.nan)
+        total = np.sqrt(sq.sum(axis=1))
+        rec.grad_arrivals.extend(arrivals)
+        rec.grad_cleared.extend(int(h + d) for h, d in zip(cleared_host, data[:, -1], strict=True))
+        for i, step in enumerate(steps):
+            if not np.all(np.isfinite(norms[i][~missing[i]])) and rec.nonfinite is None:
+                bad = sorted({int(self._owner[j]) for j in np.nonzero(~np.isfinite(norms[i]) &
+                                                                      ~missing[i])[0]})
+                self._on_nonfinite_grads(step, bad, drop=False)  # too late to drop it
+            if not (~missing[i]).any() or step % (cfg.grad_every * rec.grad.stride) != 0:
+                continue
+            stride = rec.grad.stride
+            rec.grad_total.append(float(total[i]))
+            rec.grad.append(step, layer[i], cfg.max_points)
+            if rec.grad.stride != stride:
+                rec.grad_total = rec.grad_total[::2]
+
+    def flush(self) -> None:
+        """Bring every statistic still on the device to the host (one transfer each for the
+        gradient rows and the losses)."""
+        self._flush_grads()
+        self._flush_losses()
+
+    def steps_recorded(self) -> int:
+        """Loss entries recorded so far (one per optimizer step with ``accumulate``), without
+        a flush."""
+        return self._loss_groups
+
+    # ------------------------------------------------------------ update ratios
     def _gather_samples(self) -> torch.Tensor | None:
         if not self._params:
             return None
         with torch.no_grad():
-            parts = [p.detach().reshape(-1)[idx].float().to(self._params[0].device)
+            parts = [p.detach().reshape(-1)[idx].float().to(self.device)
                      for p, idx in zip(self._params, self._sample_idx, strict=True)]
             return torch.cat(parts)
 
@@ -414,11 +506,11 @@ class Monitor(Callback):
         if after is None:
             return
         with torch.no_grad():
-            pnorms = torch.stack(torch._foreach_norm([p.detach() for p in self._params]))
-            packed = torch.cat([before, after, pnorms.float().to(before.device)]).cpu().numpy()
+            pnorms = _norm_vector([p.detach() for p in self._params])
+            packed = torch.cat([before, after, pnorms.to(before.device)]).cpu().numpy()
         m = len(before)
         b, a, pn = packed[:m], packed[m:2 * m], packed[2 * m:]
-        rec, n = self.recording, len(self.recording.layers)
+        rec, n = self._rec, len(self._rec.layers)
         dn = _segment_norm(a - b, self._sample_owner, n)
         sn = _segment_norm(a, self._sample_owner, n)
         ratio = np.where(sn > 0, dn / np.where(sn > 0, sn, 1.0), np.nan)
@@ -426,6 +518,7 @@ class Monitor(Callback):
         rec.update.append(step, ratio, mp)
         rec.param.append(step, _segment_norm(pn, self._owner, n), mp)
         rec.weight_samples.append(step, a[self._kept], mp)
+        rec.coverage["update_ratios"] += 1
 
     # -------------------------------------------------------------- activations
     def _arm_activations(self) -> None:
@@ -454,7 +547,7 @@ class Monitor(Callback):
         self._act_handles = []
         if not self._act_values:
             return
-        rec = self.recording
+        rec = self._rec
         keys = sorted(self._act_values, key=lambda k: (self._act_order(k[0]), k[1]))
         if keys != self._act_keys:  # first measurement (or the set of calls changed)
             self._act_keys = keys
@@ -480,6 +573,7 @@ class Monitor(Callback):
         mp = self.config.max_points
         rec.dead.append(step, dead, mp)
         rec.saturated.append(step, sat, mp)
+        rec.coverage["activations"] += 1
         self._act_values.clear()
         self._act_calls.clear()
 
@@ -494,14 +588,15 @@ class Monitor(Callback):
                         ) -> None:
         if module.training and torch.is_grad_enabled():
             self._last_input = (args, kwargs)
+            if self._rec.precision is None and torch.is_autocast_enabled(self.device.type):
+                dtype = torch.get_autocast_dtype(self.device.type)
+                self._rec.precision = str(dtype).removeprefix("torch.")
 
-    def _on_nonfinite_grads(self, step: int, bad_layers: list[int]) -> None:
-        rec = self.recording
-        guarded = False
-        if self.config.guard_nonfinite:
+    def _on_nonfinite_grads(self, step: int, bad_layers: list[int], *, drop: bool) -> None:
+        rec = self._rec
+        if drop:
             for p in self._params:
                 p.grad = None  # optimizers skip parameters without a gradient
-            guarded = True
             rec.skipped_updates += 1
         if rec.nonfinite is None:
             rec.nonfinite = {
@@ -510,21 +605,28 @@ class Monitor(Callback):
                 # backward runs output -> input, so the layer nearest the output with a
                 # non-finite gradient is where it appeared
                 "backward_origin": rec.layers[bad_layers[-1]] if bad_layers else None,
-                "update_skipped": guarded,
+                "update_skipped": drop,
+                **({} if drop or self.device.type == "cpu" else
+                   {"noticed_at_step": rec.optimizer_steps,
+                    "note": "read with the per-step statistics (no per-step device sync); the "
+                            "update of that step was applied"}),
                 **self.trace_forward(),
             }
         self._stop_reason = f"non-finite gradients at optimizer step {step}"
 
     def trace_forward(self) -> dict[str, Any]:
         """Re-run the last training forward (no grad, RNG and buffers restored) and name the
-        first module whose output is non-finite; also the layers whose weights are."""
-        model, rec = self.model, self.recording
+        first module whose output is non-finite (under the same autocast as in training);
+        also the layers whose weights are non-finite, and, under float16 autocast, whether
+        the same forward is finite in float32 (then float16 overflowed)."""
+        model, rec = self.model, self._rec
         out: dict[str, Any] = {"forward_origin": None, "input_nonfinite": False,
                                "nonfinite_weights": []}
         if model is None:
             return out
         with torch.no_grad():
-            norms = _tensor_norms([p.detach() for p in self._params]) if self._params else []
+            norms = _norm_vector([p.detach() for p in self._params]).cpu().tolist() \
+                if self._params else []
         out["nonfinite_weights"] = sorted({rec.layers[self._owner[i]]
                                            for i, v in enumerate(norms) if not math.isfinite(v)})
         if self._last_input is None:
@@ -532,24 +634,95 @@ class Monitor(Callback):
         args, kwargs = self._last_input
         out["input_nonfinite"] = any(isinstance(a, torch.Tensor) and a.is_floating_point()
                                      and not bool(torch.isfinite(a).all()) for a in args)
-        out["forward_origin"] = _first_nonfinite_module(model, args, kwargs)
+        dtype = getattr(torch, rec.precision) if rec.precision else None
+        origin, _ = first_nonfinite_module(model, args, kwargs, self.device.type, dtype)
+        out["forward_origin"] = origin
+        if dtype is not None:
+            out["autocast"] = rec.precision
+            fp32_origin, fp32_ok = first_nonfinite_module(model, args, kwargs, self.device.type, None)
+            out["finite_in_float32"] = fp32_ok and fp32_origin is None
         return out
 
     # ------------------------------------------------------ what a loop reports
     def record_loss(self, loss: float | torch.Tensor) -> None:
-        """The loss of the step just taken (a float or a tensor)."""
-        value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else float(loss)
-        rec = self.recording
-        rec.loss.append(value)
-        if self.optimizer is not None:
-            rec.lr.append(float(self.optimizer.param_groups[0]["lr"]))
-        if not math.isfinite(value) and rec.nonfinite is None:
-            rec.nonfinite = {"step": len(rec.loss) - 1, "where": "loss", "value": str(value),
+        """The loss of the step just taken (a float or a tensor; a tensor on an accelerator is
+        kept there until the next flush). With ``accumulate``, the micro-batch losses between
+        two optimizer steps become one entry."""
+        t0 = time.perf_counter()
+        rec = self._rec
+        step = rec.optimizer_steps
+        if isinstance(loss, torch.Tensor):
+            v = loss.detach()
+            if v.numel() != 1:
+                v = v.float().mean()
+            value: float | torch.Tensor = float(v) if v.device.type == "cpu" else v.reshape(()).float()
+        else:
+            value = float(loss)
+        if rec.accumulate == 1 or step != self._last_loss_step or not self._loss_groups:
+            self._loss_groups += 1
+        self._last_loss_step = step
+        lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else math.nan
+        self._pending_loss.append((self._loss_groups, value, lr))
+        if self.scaler is not None:
+            scale = getattr(self.scaler, "_scale", None)
+            if scale is None:
+                scale = float(self.scaler.get_scale())
+            elif scale.device.type == "cpu":
+                scale = float(scale)
+            else:
+                scale = scale.detach().clone().reshape(())
+            self._pending_scale.append(scale)
+        if isinstance(value, float) and all(isinstance(s, float) for s in self._pending_scale):
+            self._flush_losses()  # host numbers already: nothing to wait for
+        elif len(self._pending_loss) >= self.config.sync_every:
+            self._flush_losses()
+        self._spend(time.perf_counter() - t0)
+
+    def _flush_losses(self) -> None:
+        pending, scales = self._pending_loss, self._pending_scale
+        if not pending:
+            return
+        self._pending_loss, self._pending_scale = [], []
+        values = _to_host([v for _, v, _ in pending])
+        scale_values = _to_host(scales) if scales else [None] * len(values)
+        rec = self._rec
+        for (group, _, lr), value, scale in zip(pending, values, scale_values, strict=True):
+            if rec.loss and group == self._open_group:
+                self._group_sum += value
+                self._group_n += 1
+                rec.loss[-1] = self._group_sum / self._group_n
+            else:
+                self._open_group, self._group_sum, self._group_n = group, value, 1
+                rec.loss.append(value)
+                rec.lr.append(lr)
+                if scale is not None:
+                    rec.loss_scale.append(scale)
+            index = len(rec.loss) - 1
+            skipped = False
+            if scale is not None:
+                rec.loss_scale[-1] = scale
+                prev = self._prev_scale if self._prev_scale is not None else float(
+                    getattr(self.scaler, "_init_scale", scale))
+                skipped = scale < prev  # GradScaler backs off exactly when it skipped a step
+                self._prev_scale = scale
+                if skipped and (not rec.scaler_skipped or rec.scaler_skipped[-1] != index):
+                    rec.scaler_skipped.append(index)
+            if not math.isfinite(value):
+                self._on_nonfinite_loss(index, value, skipped)
+            elif rec.nonfinite is not None and "loss" not in rec.nonfinite:
+                rec.nonfinite["loss"] = str(value)  # the loss of the step whose update was caught
+
+    def _on_nonfinite_loss(self, index: int, value: float, skipped: bool) -> None:
+        rec = self._rec
+        if skipped:  # the GradScaler dropped this step on purpose: an overflow, not a failure
+            if rec.overflow is None:
+                rec.overflow = {"step": index, "value": str(value), **self.trace_forward()}
+            return
+        if rec.nonfinite is None:
+            rec.nonfinite = {"step": index, "where": "loss", "value": str(value),
                              "grad_layers": [], "backward_origin": None, "update_skipped": False,
                              **self.trace_forward()}
-            self._stop_reason = f"non-finite loss at step {len(rec.loss) - 1}"
-        elif rec.nonfinite is not None and "loss" not in rec.nonfinite:
-            rec.nonfinite["loss"] = str(value)  # the loss of the step whose update was caught
+            self._stop_reason = f"non-finite loss at step {index}"
 
     def record_epoch(self, *, epoch: int | None = None, train_loss: float | None = None,
                      val: dict[str, float] | None = None, lr: float | None = None,
@@ -591,7 +764,7 @@ class Monitor(Callback):
             self.fixed_batch = None  # outputs we cannot read as predictions: stop trying
             return
         out = out.detach().float().cpu()
-        rec = self.recording
+        rec = self._rec
         classify = self.task == "classification" or (
             self.task is None and out.ndim == 2 and out.shape[1] > 1 and not y.is_floating_point())
         if classify and out.ndim == 2 and out.shape[1] > 1:
@@ -635,30 +808,37 @@ def _move_to_front(optimizer: torch.optim.Optimizer, handle: Any) -> None:
         hooks.move_to_end(handle.id, last=False)
 
 
-def _tensor_norms(tensors: list[torch.Tensor]) -> list[float]:
-    """L2 norm of each tensor: one fused reduction, one copy to the CPU (grouped by device and
-    dtype only when one call cannot take them all)."""
+def _to_host(values: Sequence[float | torch.Tensor | None]) -> list[float]:
+    """Floats from a mix of floats and 0-d device tensors, with one transfer for the tensors."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return [float(v) if v is not None else math.nan for v in values]
+    host = iter(torch.stack([t.to(tensors[0].device) for t in tensors]).cpu().tolist())
+    return [next(host) if isinstance(v, torch.Tensor) else float(v) if v is not None else math.nan
+            for v in values]
+
+
+def _norm_vector(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of each tensor as one float32 vector on the first tensor's device: one fused
+    reduction, no copy to the host (grouped by device and dtype only when one call cannot take
+    them all; sparse gradients one by one)."""
     with torch.no_grad():
         try:
-            return torch.stack(torch._foreach_norm(tensors)).tolist()
+            return torch.stack(torch._foreach_norm(list(tensors))).float()
         except (RuntimeError, TypeError, NotImplementedError):
             pass
-        if any(t.is_sparse for t in tensors):  # sparse gradients (nn.Embedding(sparse=True))
-            return [float(t.coalesce().values().norm()) if t.is_sparse else float(t.norm())
-                    for t in tensors]
+        dev = tensors[0].device
+        out: list[torch.Tensor | None] = [None] * len(tensors)
         groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
         for i, t in enumerate(tensors):
-            groups.setdefault((t.device, t.dtype), []).append(i)
-        parts = [(idx, torch.stack(torch._foreach_norm([tensors[i] for i in idx])).float())
-                 for idx in groups.values()]
-        dev = parts[0][1].device
-        flat = torch.cat([v.to(dev) for _, v in parts]).cpu().numpy()
-    out = np.empty(len(tensors))
-    pos = 0
-    for idx, v in parts:
-        out[idx] = flat[pos:pos + len(v)]
-        pos += len(v)
-    return out.tolist()
+            if t.is_sparse:
+                out[i] = t.coalesce().values().float().norm().to(dev)
+            else:
+                groups.setdefault((t.device, t.dtype), []).append(i)
+        for idx in groups.values():
+            for i, v in zip(idx, torch._foreach_norm([tensors[i] for i in idx]), strict=True):
+                out[i] = v.float().to(dev)
+        return torch.stack(out)  # type: ignore[arg-type]
 
 
 def _unit_dim(x: torch.Tensor) -> int:
@@ -679,33 +859,3 @@ def _activation_stats(out: torch.Tensor, kind: str) -> torch.Tensor:
     return ((out < SIGMOID_SATURATION) | (out > 1 - SIGMOID_SATURATION)).float().mean()
 
 
-def _first_nonfinite_module(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-                            ) -> str | None:
-    order: list[str] = []
-    handles = []
-
-    def make(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor) and output.is_floating_point() \
-                    and not bool(torch.isfinite(output).all()):
-                order.append(name)
-        return hook
-
-    for name, module in model.named_modules():
-        if name and not list(module.children()):  # leaves: the layer that did it
-            handles.append(module.register_forward_hook(make(name)))
-    buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
-    devices = [a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda]
-    try:
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
-            model(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - diagnosis only; the real error surfaced already
-        return order[0] if order else None
-    finally:
-        for h in handles:
-            h.remove()
-        with torch.no_grad():
-            for k, v in model.named_buffers():
-                if k in buffers:
-                    v.copy_(buffers[k])
-    return order[0] if order else None
