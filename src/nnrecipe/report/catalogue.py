@@ -76,6 +76,7 @@ PROBLEMS: dict[str, str] = {
     "tuning-advice": "Advice: the best trial of the search, and ranges to widen",
     # ensemble
     "ensemble-advice": "Advice: the gain of an ensemble of the best models",
+    "tuned-to-validation": "Tuning raised validation while test fell: the search may have fit the validation set",
 }
 
 
