@@ -125,6 +125,11 @@ def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
     out_dir = out or _default_out(name)
     if not quiet:
         err_console.print(f"nnrecipe {command}: [bold]{name}[/] -> {out_dir}")
+    if command == "tune" and not quiet:  # the command line that adds workers to this study
+        from nnrecipe.tune.storage import workers_hint
+
+        err_console.print(workers_hint(target, options or {}, out_dir, exp.name),
+                          soft_wrap=True, markup=False, highlight=False)
     try:
         with make_progress(err_console, quiet) as progress:
             # out_dir: where stages keep files that outlive the run (checkpoints, the study)
@@ -180,12 +185,15 @@ def tune_cmd(target: Target, trials: Annotated[int, typer.Option(help="number of
              storage: Annotated[str | None, typer.Option(
                  help="Optuna storage URL shared by workers [default: a file in the run folder]")] = None,
              study_name: Annotated[str | None, typer.Option(help="study name to create or resume")] = None,
+             heartbeat: Annotated[int | None, typer.Option(
+                 help="database studies: seconds between a worker's heartbeats; the trial of a "
+                      "worker silent for 3 beats is failed and run again [default: 60]")] = None,
              out: OutOpt = None, fail_on: FailOpt = FailOn.error,
              device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
              debug: DebugOpt = False) -> None:
     """Hyper-parameter search (random or Bayesian, with pruning)."""
     options = {"tune_trials": trials, "tune_sampler": sampler, "tune_storage": storage,
-               "tune_study_name": study_name}
+               "tune_study_name": study_name, "tune_heartbeat_s": heartbeat}
     execute("tune", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
             debug=debug, options=options)
 

@@ -68,6 +68,7 @@ PROBLEMS: dict[str, str] = {
     "underfitting": "Training loss stays far above what the model can reach",
     "val-below-train": "The validation loss is below the training loss",
     "weights-fluctuating": "Validation results swing from epoch to epoch",
+    "ranks-diverged": "The DDP ranks hold different weights or statistics: the replicas drifted apart",
     # regularize
     "first-layer-noise": "First-layer filters still look like noise after training",
     "dropout-with-batchnorm": "The model's dropout knob puts dropout in front of batch normalisation",

@@ -45,7 +45,7 @@ Codes: ``loss-nonfinite``, ``loss-diverging``, ``exploding-gradients``,
 ``val-below-train``, ``weights-fluctuating``.
 """
 
-from nnrecipe.train import detectors, nonfinite, stage  # noqa: F401  (registers the codes/checks)
+from nnrecipe.train import detectors, distributed, nonfinite, stage  # noqa: F401  (registers the codes/checks)
 from nnrecipe.train.detectors import TRAIN_CODES, Diagnosis, Extras, diagnose
 from nnrecipe.train.monitor import Monitor, MonitorConfig, Recording, Series
 from nnrecipe.train.stopping import EarlyStopping, StoppingConfig, StopVerdict, stopping_verdict

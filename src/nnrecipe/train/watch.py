@@ -176,8 +176,10 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer, *,
     predictions on those samples at every ``epoch()``. A non-finite gradient is dropped before
     it reaches the weights (``MonitorConfig(guard_nonfinite=False)`` to keep it).
     """
-    return Watcher(model, optimizer, on_finding=on_finding, config=config,
-                   check_every=check_every, fixed_batch=fixed_batch, task=task, name=name)
+    from nnrecipe.train.distributed import watcher_class  # DDP: one report, on rank 0
+
+    return watcher_class()(model, optimizer, on_finding=on_finding, config=config,
+                             check_every=check_every, fixed_batch=fixed_batch, task=task, name=name)
 
 
 def report_checks(rec: Any, diag: Diagnosis, findings: list[Finding]) -> list[CheckResult]:

@@ -284,6 +284,10 @@ class HyperparameterSearch(Check):
                 pruner=optuna.pruners.PercentilePruner(
                     PRUNE_PERCENTILE, n_startup_trials=PRUNER_STARTUP,
                     n_warmup_steps=max(1, epochs // 3)))
+            if getattr(storage, "is_heartbeat_enabled", lambda: False)():
+                # trials of workers that died (no heartbeat for the grace period) are marked
+                # failed and queued again now, even if this process runs no trial of its own
+                optuna.storages.fail_stale_trials(study)
             run.before = len(study.get_trials(deepcopy=False, states=FINISHED))
             if not study.get_trials(deepcopy=False):
                 for params in space.starts:
@@ -326,6 +330,9 @@ class HyperparameterSearch(Check):
         counts = {s.name.lower(): sum(t.state == s for t in trials)
                   for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
                             TrialState.RUNNING)}
+        waiting = sum(t.state == TrialState.WAITING for t in trials)
+        if waiting:
+            counts["waiting"] = waiting
         ctx.record("counts", counts)
         self._space_table(ctx, run.space)
         complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
@@ -374,6 +381,7 @@ class HyperparameterSearch(Check):
                  ["worker", best.user_attrs.get("worker", "—")]]
         ctx.add_table(f"Best trial: {best.number}", ["setting", "value"], rows)
         self._trials_table(ctx, trials, key)
+        self._workers_table(ctx, trials)
         self._plot_history(ctx, trials, key, maximize)
         importances = self._importances(ctx, study, complete)
         self._plot_best(ctx, best, key)
@@ -413,20 +421,46 @@ class HyperparameterSearch(Check):
                       caption="the experiment's own" if space.declared else
                       "the default; declare Experiment.search_space to change it")
 
+    def _workers_table(self, ctx: Context, trials: list[Any]) -> None:
+        """Who ran what: one row per worker (host:pid) that started a trial of this study."""
+        per: dict[str, dict[str, int]] = {}
+        for t in trials:
+            worker = t.user_attrs.get("worker")
+            if worker is None or t.state == TrialState.WAITING:
+                continue
+            row = per.setdefault(str(worker), {"complete": 0, "pruned": 0, "fail": 0,
+                                               "running": 0})
+            key = t.state.name.lower()
+            if key in row:
+                row[key] += 1
+        ctx.record("workers", per)
+        if len(per) > 1 or any(w != WORKER for w in per):
+            ctx.add_table("Workers", ["worker (host:pid)", "complete", "pruned", "failed",
+                                      "running"],
+                          [[w + (" (this process)" if w == WORKER else ""), *r.values()]
+                           for w, r in sorted(per.items())],
+                          caption="every process that ran trials of this study")
+
     def _trials_table(self, ctx: Context, trials: list[Any], key: str) -> None:
         rows = []
         for t in sorted(trials, key=lambda t: t.number):
             note = t.user_attrs.get("error") or t.user_attrs.get("stopped") or ""
             if note == "completed":
                 note = ""
+            if t.state == TrialState.FAIL and not note and "worker" in t.user_attrs:
+                note = "its worker stopped beating (killed or lost); queued again"
+            retried = t.system_attrs.get("failed_trial")
+            if retried is not None:
+                note = f"retry of trial {retried}" + (f"; {note}" if note else "")
             value = t.value if t.value is not None else (
                 t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None)
             rows.append([t.number, t.state.name.lower(),
                          round(value, 4) if isinstance(value, float) and math.isfinite(value) else "—",
                          ", ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()),
-                         t.user_attrs.get("epochs", "—"), t.user_attrs.get("seconds", "—"), note])
+                         t.user_attrs.get("epochs", "—"), t.user_attrs.get("seconds", "—"), note,
+                         t.user_attrs.get("worker", "—")])
         ctx.add_table("Trials", ["trial", "state", f"val {key}", "parameters", "epochs",
-                                 "seconds", "note"], rows,
+                                 "seconds", "note", "worker"], rows,
                       caption="pruned trials show their last reported value")
 
     def _plot_history(self, ctx: Context, trials: list[Any], key: str, maximize: bool) -> None:
