@@ -544,6 +544,7 @@ class DistributedWatcher(Watcher):
         if self.divergence is not None:
             merged.append(self.divergence_finding())
         for f in merged:
+            f.check = f.check or self.name
             self._announce(f)
         return merged
 
