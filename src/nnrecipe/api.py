@@ -59,6 +59,7 @@ def run(experiment: Experiment, stages: Sequence[str] = ("data", "skeleton"), *,
         result = run_stages(ctx, stages, experiment_name=name or experiment.name or "experiment",
                             command=command, only=only)
     result.extra.update(ctx.state.get("report_extra", {}))
+    result.flagged = list(ctx.state.get("flagged", []))  # flagged.csv (report/export.py)
     if out is not None and write:
         from nnrecipe.report import write_outputs
 

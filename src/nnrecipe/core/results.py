@@ -97,6 +97,8 @@ class RunResult:
     started: str = ""
     duration_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # rows of flagged.csv (nnrecipe.report.export); not in findings.json, it can be long
+    flagged: list[tuple[Any, ...]] = field(default_factory=list)
 
     @property
     def findings(self) -> list[Finding]:

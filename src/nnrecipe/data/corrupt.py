@@ -15,6 +15,7 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list
 from nnrecipe.data.view import Problem
+from nnrecipe.report.export import record_flagged
 
 KIND_TEXT = {
     "raised": "loading raised an exception",
@@ -67,6 +68,9 @@ class CorruptSamples(DataCheck):
                                                                    ).get(str(p.index))
             reason = p.reason + (f"; {note}" if note else "")
             rows.append([p.split, p.index if p.index >= 0 else "all", p.kind, reason[:300]])
+        for p in problems:  # flagged.csv; a whole-split problem (index -1) has no index
+            record_flagged(ctx, self.code, p.split, [p.index if p.index >= 0 else ""],
+                           details=[p.kind])
         ctx.add_table("Samples that cannot be used", ["split", "index", "problem", "details"],
                       rows[:500], caption=f"{len(rows)} in all" + (" (first 500 shown)"
                                                                   if len(rows) > 500 else ""))

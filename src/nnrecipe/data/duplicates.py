@@ -20,6 +20,7 @@ from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures, neighbors
 from nnrecipe.data.base import MAX_LISTED, CrossSplitCheck, DataCheck, fmt_list, pct, ref
 from nnrecipe.data.view import DataView, SplitView
+from nnrecipe.report.export import record_flagged
 
 K_NEAR = 10  # neighbours searched per sample (shared with outliers and the label baseline)
 
@@ -162,6 +163,10 @@ class DataDuplicates(DataCheck):
             if sev is None:
                 continue
             self._show(ctx, view, sv, dg)
+            for g, e in zip(dg.groups, dg.exact, strict=True):  # flagged.csv: partner = 1st
+                record_flagged(ctx, self.code, split, sv.index[list(g[1:])],
+                               partner_split=split, partners=[int(sv.index[g[0]])] * (len(g) - 1),
+                               details=["exact copy" if e else "near copy"] * (len(g) - 1))
             groups = [[ref(sv, p) for p in g] for g in dg.groups[:MAX_LISTED]]
             msg = (f"{split}: {len(dg.groups)} group{'s' if len(dg.groups) != 1 else ''} of "
                    f"duplicates, {dg.redundant} redundant sample{'s' if dg.redundant != 1 else ''} "
@@ -232,6 +237,9 @@ class SplitLeakage(CrossSplitCheck):
             pairs_ref = [[ref(qs, int(a)), ref(rs, int(b))] for a, b in zip(leaked, partner,
                                                                             strict=True)]
             self._show(ctx, view, qs, rs, leaked, partner, dist, exact)
+            record_flagged(ctx, self.code, q, qs.index[leaked], scores=dist, score_kind="distance",
+                           partner_split=r, partners=rs.index[partner],
+                           details=["exact copy" if e else "near copy" for e in exact])
             msg = (f"{len(leaked)} of {n} {q} samples ({pct(len(leaked) / n)}) are in {r} too: "
                    f"{n_exact} exact copies, {len(leaked) - n_exact} near copies (distance < "
                    f"{thr:.3g}). E.g. {fmt_list([f'{a} = {b}' for a, b in pairs_ref], 3)}. "

@@ -22,6 +22,7 @@ from nnrecipe.data import figures
 from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, one_blas_thread, pct, ref
 from nnrecipe.data.duplicates import K_NEAR
 from nnrecipe.data.view import DataView
+from nnrecipe.report.export import record_flagged
 
 # Severity by the estimated noise rate. Confident learning always flags a few samples of real
 # data, so the count alone says little. Measured (LR+kNN baseline, this module): healthy
@@ -229,6 +230,12 @@ class LabelErrors(DataCheck):
             M, names, title="flagged samples: given vs suggested", xlabel="suggested",
             ylabel="given"))
         by_split = {s.name: int((sid[flagged] == si).sum()) for si, s in enumerate(parts)}
+        for si, s in enumerate(parts):  # flagged.csv, most suspicious first
+            mine = flagged[sid[flagged] == si]
+            record_flagged(ctx, self.code, s.name, s.index[spos[mine]], scores=quality[mine],
+                           score_kind="label quality", details=[
+                               f"given {names[ya[i]]}, suggested {names[suggested[i]]}"
+                               for i in mine])
         msg = (f"{len(flagged)} of {len(ya)} samples ({pct(len(flagged) / len(ya))}) look "
                f"mislabeled; {verdict.reason}. Most suspicious: "
                + fmt_list([f"{d['sample']} labelled {d['given']}, looks like {d['suggested']}"

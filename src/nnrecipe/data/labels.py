@@ -11,6 +11,7 @@ from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures
 from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, pct
 from nnrecipe.data.view import DataView
+from nnrecipe.report.export import record_flagged
 
 # Largest-to-smallest class ratio in train. By reasoning: at 10:1 a constant prediction of the
 # majority already scores >= 91% (binary), accuracy stops telling models apart, and the
@@ -200,6 +201,14 @@ class ConflictingLabels(DataCheck):
             if gi < 8:
                 items += [(where[i][0], where[i][1], f"g{gi + 1} {view.class_name(int(y[i]))}")
                           for i in g[:4]]
+        for g in groups:  # flagged.csv: every member, the group's first as the partner
+            (s0, p0) = where[g[0]]
+            for i in g[1:]:
+                s, p = where[i]
+                record_flagged(ctx, self.code, s, [view.splits[s].index[p]], partner_split=s0,
+                               partners=[view.splits[s0].index[p0]],
+                               details=[f"label {view.class_name(int(y[i]))} vs "
+                                        f"{view.class_name(int(y[g[0]]))}"])
         ctx.add_table("Identical inputs with different labels",
                       ["group", "size", "samples (=label)", "labels"], rows)
         fig = figures.mixed_grid(view, items, title="identical inputs, different labels")

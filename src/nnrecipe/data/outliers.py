@@ -19,6 +19,7 @@ from nnrecipe.data import figures
 from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, ref, subsample
 from nnrecipe.data.duplicates import K_NEAR
 from nnrecipe.data.view import IMAGE, STAT_NAMES, TOKENS, DataView
+from nnrecipe.report.export import record_flagged
 
 # Extremity warning, by measurement: the largest robust z of any feature is 3.8 on iris, 4.5
 # on wine, 25.5 on breast cancer (heavy-tailed areas), 42 on digits' rare pixels; heavy-tailed
@@ -96,6 +97,9 @@ class Outliers(DataCheck):
                 extreme.append({"sample": ref(sv, p), "feature": names[feat[i]],
                                 "value": float(M[name][p, feat[i]]),  # type: ignore[index]
                                 "robust_z": round(float(zmax[i]), 1)})
+                record_flagged(ctx, self.code, name, [sv.index[p]], scores=[zmax[i]],
+                               score_kind="robust z", details=[
+                                   f"{names[feat[i]]}={extreme[-1]['value']:.4g}"])
         worst = self._worst(view, iso, z_by_split, names)
         if sev == Severity.WARNING:
             feats = sorted({e["feature"] for e in extreme})
@@ -109,6 +113,11 @@ class Outliers(DataCheck):
             msg = (f"the most isolated samples are {worst[0]['isolation']:.1f}x farther from their "
                    f"neighbours than typical (info from {ISOLATION_INFO:g}x): "
                    f"{fmt_list([w['sample'] for w in worst], 5)}. Worth a look; no extreme values.")
+        if not extreme:  # flagged.csv: the isolated samples (the extreme ones are above)
+            for w in worst:
+                record_flagged(ctx, self.code, w["split"],
+                               [view.splits[w["split"]].index[w["row"]]],
+                               scores=[w["isolation"]], score_kind="isolation")
         evidence = {"extreme": extreme[:MAX_LISTED], "n_extreme": len(extreme),
                     "max_robust_z": max_z, "most_isolated": worst[:MAX_LISTED],
                     "z_warn": ROBUST_Z_WARN, "isolation_info": ISOLATION_INFO}

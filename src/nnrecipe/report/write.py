@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from nnrecipe.core.results import RunResult
+from nnrecipe.report.export import write_flagged
 from nnrecipe.report.html import render_html
 
 
@@ -29,4 +30,7 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     paths["findings"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     paths["report"] = out_dir / "report.html"
     paths["report"].write_text(render_html(result), encoding="utf-8")
+    flagged = write_flagged(result.flagged, out_dir)
+    if flagged is not None:
+        paths["flagged"] = flagged
     return paths
