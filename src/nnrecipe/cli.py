@@ -28,7 +28,7 @@ console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BROKEN = 0, 1, 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
 
 
 class FailOn(str, Enum):
@@ -82,8 +82,11 @@ def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
     counts = {s: result.count(s) for s in Severity}
     line = (f"{counts[Severity.ERROR]} error(s), {counts[Severity.WARNING]} warning(s), "
             f"{counts[Severity.INFO]} info in {result.duration_s:.1f}s")
+    if result.crashed:
+        line += f", [magenta]{result.crashed} check(s) crashed[/]"
     if result.interrupted:
-        line += " [magenta](interrupted: partial results)[/]"
+        line += (f" [magenta]({(result.interruption or {}).get('message', 'interrupted')}: "
+                 "partial results)[/]")
     console.print(line)
     console.print(f"report: {paths['report']}")
     console.print(f"findings: {paths['findings']}")
@@ -92,8 +95,9 @@ def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
 def _exit_code(result: Any, fail_on: FailOn) -> int:
     from nnrecipe.core.findings import Severity
 
-    if result.interrupted:
-        return EXIT_INTERRUPTED
+    if result.interrupted:  # 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM
+        signal_name = (result.interruption or {}).get("signal", "SIGINT")
+        return {"SIGTERM": EXIT_TERMINATED}.get(signal_name, EXIT_INTERRUPTED)
     worst = result.worst()
     if fail_on == FailOn.never or worst is None:
         return EXIT_OK
@@ -103,26 +107,82 @@ def _exit_code(result: Any, fail_on: FailOn) -> int:
 def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
             device: DeviceChoice, seed: int | None, quiet: bool, debug: bool,
             options: dict[str, Any] | None = None, data_target: str | None = None) -> None:
-    """Load, validate, run the command's stages, write outputs, exit with the right code."""
-    from nnrecipe.loading import load_experiment  # no torch yet: a missing file fails fast
+    """Check --out, load, validate, run the command's stages, write outputs, exit with the
+    right code. SIGINT/SIGTERM stop cleanly (what finished is written; exit 128 + signal);
+    a second one ends the process at once (nnrecipe.core.interrupts)."""
+    from nnrecipe.core.interrupts import graceful_signals
+
+    with graceful_signals():
+        _execute(command, target, out=out, fail_on=fail_on, device=device, seed=seed,
+                 quiet=quiet, debug=debug, options=options, data_target=data_target)
+
+
+def _claim(out_dir: Path, command: str, debug: bool) -> Any:
+    """The output folder, checked writable and locked (nnrecipe.core.output.RunFolder)."""
+    from nnrecipe.core.interrupts import on_hard_exit
+    from nnrecipe.core.output import RunFolder
 
     try:
-        if command == "inspect" and not target.split(":")[0].endswith(".py"):
-            if not Path(target).exists():
-                raise _fail(f"no such file or folder: {target}", debug)
-            from nnrecipe.data.sources import experiment_from_data
-
-            exp, name = experiment_from_data(target, target_column=data_target)
-        else:
-            exp, name = load_experiment(target)
-        _apply_threads()
+        folder = RunFolder(out_dir, command).prepare()
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
+    folder.forget_on_hard_exit = on_hard_exit(folder.release)
+    return folder
+
+
+def _execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
+             device: DeviceChoice, seed: int | None, quiet: bool, debug: bool,
+             options: dict[str, Any] | None, data_target: str | None) -> None:
+    from nnrecipe.core.interrupts import exit_status, signum_of
+    from nnrecipe.loading import load_experiment  # no torch yet: a missing file fails fast
+
+    folder = _claim(out, command, debug) if out is not None else None  # before any compute
+    try:
+        if out is None:
+            _check_default_parent(debug)
+        try:
+            if command == "inspect" and not target.split(":")[0].endswith(".py"):
+                if not Path(target).exists():
+                    raise _fail(f"no such file or folder: {target}", debug)
+                from nnrecipe.data.sources import experiment_from_data
+
+                exp, name = experiment_from_data(target, target_column=data_target)
+            else:
+                exp, name = load_experiment(target)
+            _apply_threads()
+        except NNRecipeError as e:
+            raise _fail(str(e), debug, e) from None
+        except KeyboardInterrupt as e:
+            err_console.print("[magenta]interrupted before any check started[/]")
+            raise typer.Exit(exit_status(signum_of(e))) from None
+        out_dir = out or _default_out(name)
+        folder = folder or _claim(out_dir, command, debug)
+        _run_and_report(command, target, exp, name, out_dir, fail_on=fail_on, device=device,
+                        seed=seed, quiet=quiet, debug=debug, options=options)
+    finally:
+        if folder is not None:
+            folder.release()
+            folder.forget_on_hard_exit()
+
+
+def _check_default_parent(debug: bool) -> None:
+    """Without --out the run folder goes under ./runs: make sure it can, before loading."""
+    from nnrecipe.core.output import check_writable_parent
+
+    try:
+        check_writable_parent(Path("runs"))
+    except NNRecipeError as e:
+        raise _fail(f"{e} (choose a folder with --out)", debug, e) from None
+
+
+def _run_and_report(command: str, target: str, exp: Any, name: str, out_dir: Path, *,
+                    fail_on: FailOn, device: DeviceChoice, seed: int | None, quiet: bool,
+                    debug: bool, options: dict[str, Any] | None) -> None:
     from nnrecipe.api import COMMAND_STAGES, run
+    from nnrecipe.core.interrupts import exit_status, signum_of
     from nnrecipe.report import write_outputs
     from nnrecipe.terminal import make_progress
 
-    out_dir = out or _default_out(name)
     if not quiet:
         err_console.print(f"nnrecipe {command}: [bold]{name}[/] -> {out_dir}")
     if command == "tune" and not quiet:  # the command line that adds workers to this study
@@ -135,16 +195,17 @@ def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
             # out_dir: where stages keep files that outlive the run (checkpoints, the study)
             result = run(exp, COMMAND_STAGES[command], out=out_dir, write=False,
                          device=device.value, seed=seed, options=options, progress=progress,
-                         name=name, command=command)
+                         name=name, command=command, lock=False)
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
-    except KeyboardInterrupt:
-        err_console.print("[magenta]interrupted before any check finished[/]")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as e:
+        err_console.print("[magenta]interrupted before any check started[/]")
+        raise typer.Exit(exit_status(signum_of(e))) from None
     try:
         paths = write_outputs(result, out_dir)
     except OSError as e:
-        raise _fail(f"cannot write outputs to {out_dir}: {e}", debug, e) from None
+        raise _fail(f"cannot write outputs to {out_dir}: {e.strerror or e} (nothing "
+                    "half-written was left)", debug, e) from None
     _summary(result, paths, quiet)
     raise typer.Exit(_exit_code(result, fail_on))
 

@@ -21,3 +21,14 @@ class DataError(NNRecipeError):
 
 class ConfigurationError(NNRecipeError):
     """An option or argument has an invalid value."""
+
+
+class ContractError(ExperimentError):
+    """User code broke the contract nnrecipe relies on (a ``train_step`` that returns no
+    loss, a model factory that hands out the same model twice, ``sys.exit`` in user code).
+    Raised wherever it is seen, it ends the run: exit status 2, one line."""
+
+
+class OutputError(ConfigurationError):
+    """The output folder cannot be used: not creatable, not writable, or busy with another
+    run."""

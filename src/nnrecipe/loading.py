@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnrecipe.errors import ExperimentError
+from nnrecipe.errors import ContractError, ExperimentError
 
 if TYPE_CHECKING:  # importing it imports torch: not needed to reject a missing file
     from nnrecipe.experiment import Experiment
@@ -46,6 +46,10 @@ def load_experiment(target: str) -> tuple[Experiment, str]:
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:
+        raise ContractError(f"importing {path} called sys.exit({e.code!r}); an experiment "
+                            "file must not exit when imported (guard script code with "
+                            "`if __name__ == \"__main__\":`)") from e
     except Exception as e:
         raise ExperimentError(f"importing {path} raised {type(e).__name__}: {e}") from e
     finally:
@@ -65,6 +69,9 @@ def load_experiment(target: str) -> tuple[Experiment, str]:
         exp = func()
     except ExperimentError:
         raise
+    except SystemExit as e:
+        raise ContractError(f"{path}:{func_name}() called sys.exit({e.code!r}); it must "
+                            "return an nnrecipe.Experiment (or raise)") from e
     except Exception as e:
         raise ExperimentError(f"{path}:{func_name}() raised {type(e).__name__}: {e}") from e
     from nnrecipe.experiment import Experiment

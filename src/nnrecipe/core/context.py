@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from nnrecipe.core import data as data_mod
+from nnrecipe.core.interrupts import Interruption
 from nnrecipe.core.progress import NullProgress, ProgressSink, Task
 from nnrecipe.core.results import CheckResult, FigureArtifact, TableArtifact, figure_to_png
 from nnrecipe.core.training import (
@@ -56,6 +57,12 @@ class Context:
         self._datasets: dict[str, Any] = {}
         self._stacked: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._task: str | None = None
+        # Set by validation: a 1-sample batch cannot go through the model in training mode
+        # (BatchNorm: "Expected more than 1 value per channel"), so shuffled training loaders
+        # drop a last batch of one sample (see :meth:`loader`).
+        self.drop_singleton_batches = False
+        # Set when the run was asked to stop (Ctrl-C, SIGTERM): see nnrecipe.core.interrupts.
+        self.interruption: Interruption | None = None
 
     # ----------------------------------------------------------------- data
     def dataset(self, split: str = "train") -> Any:
@@ -82,15 +89,22 @@ class Context:
 
     def loader(self, split: str = "train", *, batch_size: int | None = None,
                shuffle: bool | None = None, indices: list[int] | None = None,
-               seed: int | None = None, drop_last: bool = False) -> DataLoader:
-        """A DataLoader whose shuffling is seeded, so the same seed gives the same batches."""
+               seed: int | None = None, drop_last: bool | None = None) -> DataLoader:
+        """A DataLoader whose shuffling is seeded, so the same seed gives the same batches.
+
+        ``drop_last=None`` (the default) drops the last batch of a shuffled loader only when
+        it would hold one sample and the model cannot train on one (validation found so)."""
         ds = self.dataset(split)
         if indices is not None:
             ds = Subset(ds, indices)
+        shuffle = (split == "train") if shuffle is None else shuffle
+        bs = batch_size or self.experiment.batch_size
+        if drop_last is None:
+            n = len(ds)
+            drop_last = bool(shuffle and self.drop_singleton_batches and n > 1 and n % bs == 1)
         g = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        return DataLoader(ds, batch_size=batch_size or self.experiment.batch_size,
-                          shuffle=(split == "train") if shuffle is None else shuffle,
-                          generator=g, drop_last=drop_last, num_workers=0)
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, generator=g, drop_last=drop_last,
+                          num_workers=0)
 
     def batch(self, split: str = "train", n: int | None = None) -> Batch:
         """The first ``n`` samples of a split as one batch on the device (no shuffling)."""

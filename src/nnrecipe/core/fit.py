@@ -12,12 +12,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from nnrecipe.core.context import Context
+from nnrecipe.core.interrupts import Interrupted, Interruption, signum_of
+from nnrecipe.core.output import atomic_torch_save
 
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], Any]  # (optimizer, total_steps)
 
@@ -38,6 +41,8 @@ class FitHistory:
     step_lrs: list[float] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
     stopped_reason: str = "completed"
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM (keep_on_interrupt=True)
+    checkpoint_error: str | None = None  # the best checkpoint could not be written
     best_epoch: int | None = None
     best_val_loss: float = math.inf
     best_state: dict[str, torch.Tensor] | None = None
@@ -90,19 +95,39 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
 
 
+def _save_best(history: FitHistory, record: EpochRecord, path: Path) -> None:
+    """The best weights so far, written whole or not at all; a failure is recorded, not
+    raised (training goes on; the check reports it)."""
+    try:
+        atomic_torch_save({"state_dict": history.best_state, "best_epoch": record.epoch,
+                           "val": dict(record.val), "complete": False}, path)
+        history.checkpoint_error = None
+    except OSError as e:
+        history.checkpoint_error = f"{type(e).__name__}: {e}"
+
+
 def fit(ctx: Context, model: nn.Module, *, optimizer: torch.optim.Optimizer | None = None,
         epochs: int | None = None, batch_size: int | None = None,
         train_indices: Sequence[int] | None = None, scheduler: SchedulerFactory | None = None,
         grad_clip: float | None = None, callbacks: Sequence[Callback] = (),
         max_steps: int | None = None, time_budget_s: float | None = None,
         val_split: str | None = "val", val_limit: int | None = None, restore_best: bool = True,
-        description: str = "training") -> FitHistory:
+        description: str = "training", keep_on_interrupt: bool = False,
+        checkpoint: str | Path | None = None) -> FitHistory:
     """Train ``model`` (already built, e.g. by ``ctx.fresh_model()``) and return its history.
 
     Stops at ``epochs``, ``max_steps``, ``time_budget_s``, a non-finite loss, or when a
     callback returns a reason. With a validation split, the weights of the epoch with the
-    lowest validation loss are kept and, with ``restore_best``, loaded at the end.
+    lowest validation loss are kept and, with ``restore_best``, loaded at the end; with
+    ``checkpoint``, they are also saved there (atomically) each time they improve.
+
+    Ctrl-C / SIGTERM: recorded on ``ctx.interruption``; with ``keep_on_interrupt`` the
+    partial history comes back (``interrupted``, ``stopped_reason`` "interrupted ... at epoch
+    E of N"), otherwise the interrupt propagates. Once a run was interrupted, fit refuses
+    to start another training (it raises at once), so a check that trains many models stops.
     """
+    if ctx.interruption is not None:
+        raise Interrupted(ctx.interruption.signum)
     exp = ctx.experiment
     epochs = epochs or exp.epochs
     optimizer = optimizer or ctx.make_optimizer(model)
@@ -118,53 +143,65 @@ def fit(ctx: Context, model: nn.Module, *, optimizer: torch.optim.Optimizer | No
     start = time.perf_counter()
     for cb in callbacks:
         cb.on_fit_start(model, optimizer)
+    progress = {"epoch": 0}
     try:
-        with ctx.task(description, total_steps) as task:
-            for epoch in range(1, epochs + 1):
-                t_epoch = time.perf_counter()
-                epoch_losses: list[float] = []
-                for batch in loader:
-                    history.step_lrs.append(current_lr(optimizer))
-                    loss = ctx.step(model, batch, optimizer)
-                    history.step_losses.append(loss)
-                    epoch_losses.append(loss)
-                    task.advance(loss=loss)
-                    if sched is not None:
-                        sched.step()
-                    if not math.isfinite(loss):
-                        history.stopped_reason = f"non-finite loss at step {history.steps - 1}"
+        try:
+            with ctx.task(description, total_steps) as task:
+                for epoch in range(1, epochs + 1):
+                    progress["epoch"] = epoch
+                    t_epoch = time.perf_counter()
+                    epoch_losses: list[float] = []
+                    for batch in loader:
+                        history.step_lrs.append(current_lr(optimizer))
+                        loss = ctx.step(model, batch, optimizer)
+                        history.step_losses.append(loss)
+                        epoch_losses.append(loss)
+                        task.advance(loss=loss)
+                        if sched is not None:
+                            sched.step()
+                        if not math.isfinite(loss):
+                            history.stopped_reason = f"non-finite loss at step {history.steps - 1}"
+                        for cb in callbacks:
+                            reason = cb.on_step_end(history.steps - 1, loss, model, optimizer)
+                            if reason and history.stopped_reason == "completed":
+                                history.stopped_reason = reason
+                        if history.stopped_reason != "completed":
+                            break
+                        if max_steps is not None and history.steps >= max_steps:
+                            history.stopped_reason = f"reached max_steps={max_steps}"
+                            break
+                        if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
+                            history.stopped_reason = f"time budget of {time_budget_s:.0f}s used"
+                            break
+                    finite = [v for v in epoch_losses if math.isfinite(v)]
+                    record = EpochRecord(
+                        epoch=epoch,
+                        train_loss=sum(finite) / len(finite) if finite else math.nan,
+                        lr=current_lr(optimizer), steps=history.steps,
+                        seconds=time.perf_counter() - t_epoch)
+                    if has_val and math.isfinite(record.train_loss):
+                        record.val = ctx.evaluate(model, val_split, limit=val_limit)  # type: ignore[arg-type]
+                        vl = record.val.get("loss", math.inf)
+                        if vl < history.best_val_loss:
+                            history.best_val_loss, history.best_epoch = vl, epoch
+                            history.best_state = {k: v.detach().to("cpu", copy=True)
+                                                  for k, v in model.state_dict().items()}
+                            if checkpoint is not None:
+                                _save_best(history, record, Path(checkpoint))
+                    history.epochs.append(record)
                     for cb in callbacks:
-                        reason = cb.on_step_end(history.steps - 1, loss, model, optimizer)
+                        reason = cb.on_epoch_end(record, history, model)
                         if reason and history.stopped_reason == "completed":
                             history.stopped_reason = reason
                     if history.stopped_reason != "completed":
                         break
-                    if max_steps is not None and history.steps >= max_steps:
-                        history.stopped_reason = f"reached max_steps={max_steps}"
-                        break
-                    if time_budget_s is not None and time.perf_counter() - start > time_budget_s:
-                        history.stopped_reason = f"time budget of {time_budget_s:.0f}s used"
-                        break
-                finite = [v for v in epoch_losses if math.isfinite(v)]
-                record = EpochRecord(
-                    epoch=epoch,
-                    train_loss=sum(finite) / len(finite) if finite else math.nan,
-                    lr=current_lr(optimizer), steps=history.steps,
-                    seconds=time.perf_counter() - t_epoch)
-                if has_val and math.isfinite(record.train_loss):
-                    record.val = ctx.evaluate(model, val_split, limit=val_limit)  # type: ignore[arg-type]
-                    vl = record.val.get("loss", math.inf)
-                    if vl < history.best_val_loss:
-                        history.best_val_loss, history.best_epoch = vl, epoch
-                        history.best_state = {k: v.detach().to("cpu", copy=True)
-                                              for k, v in model.state_dict().items()}
-                history.epochs.append(record)
-                for cb in callbacks:
-                    reason = cb.on_epoch_end(record, history, model)
-                    if reason and history.stopped_reason == "completed":
-                        history.stopped_reason = reason
-                if history.stopped_reason != "completed":
-                    break
+        except KeyboardInterrupt as e:
+            where = f"at epoch {progress['epoch']} of {epochs} (step {history.steps})"
+            ctx.interruption = Interruption(signum_of(e), where)
+            if not keep_on_interrupt:
+                raise
+            history.interrupted = True
+            history.stopped_reason = ctx.interruption.describe()
     finally:
         if clip_handle is not None:
             clip_handle.remove()

@@ -108,6 +108,9 @@ class Check(Declared):
     name: ClassVar[str] = ""
     order: ClassVar[int] = 50  # position in its stage; lower runs first
     emits: ClassVar[tuple[str, ...]] = ()
+    # Fewer training samples than this and the runner skips the check, saying why (e.g. 2
+    # for a check that holds samples out of training when there is no validation split).
+    min_train_samples: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         if cls.__dict__.get("code") is not None and not cls.__dict__.get("name"):

@@ -92,6 +92,8 @@ class RunResult:
     command: str
     stages: list[StageResult] = field(default_factory=list)
     interrupted: bool = False
+    # {"signal": "SIGINT", "where": "at epoch 3 of 50 (step 141)", "message": ...}
+    interruption: dict[str, str] | None = None
     seed: int = 0
     device: str = "cpu"
     started: str = ""
@@ -103,6 +105,11 @@ class RunResult:
     @property
     def findings(self) -> list[Finding]:
         return [f for s in self.stages for c in s.checks for f in c.findings]
+
+    @property
+    def crashed(self) -> int:
+        """How many checks crashed (each also left a ``check-crashed`` finding)."""
+        return sum(1 for s in self.stages for c in s.checks if c.status == CRASHED)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
@@ -122,6 +129,8 @@ class RunResult:
             "started": self.started,
             "duration_s": round(self.duration_s, 3),
             "interrupted": self.interrupted,
+            **({"interruption": self.interruption} if self.interruption else {}),
+            "crashed": self.crashed,
             "summary": {s.value: self.count(s) for s in Severity},
             "findings": [f.to_dict() for f in self.findings],
             "stages": {s.name: s.to_dict() for s in self.stages},

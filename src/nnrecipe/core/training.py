@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nnrecipe.errors import ContractError
+
 Batch = Any
 
 
@@ -39,14 +41,27 @@ def default_train_step(model: nn.Module, batch: Batch, loss_fn: Callable[..., to
 
 
 def loss_value(loss: Any) -> float:
-    """The float a train step returned (a tensor, a number, or a dict with 'loss')."""
-    if isinstance(loss, dict):
-        loss = loss.get("loss")
-    if isinstance(loss, torch.Tensor):
-        return float(loss.detach().float().mean().cpu())
-    if loss is None:
-        return math.nan
-    return float(loss)
+    """The float a train step returned: a scalar tensor, a number, or a dict with a
+    ``"loss"`` entry. Anything else breaks the ``train_step`` contract (every check reads
+    the loss from it) and raises :class:`~nnrecipe.errors.ContractError`."""
+    value = loss.get("loss") if isinstance(loss, dict) else loss
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().float().reshape(()).cpu())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hasattr(value, "item") and getattr(value, "size", None) == 1:  # numpy scalar
+        return float(value.item())
+    raise ContractError(
+        f"train_step returned {_describe(loss)}; it must return the step's loss as a scalar "
+        "tensor or a number (end it with `return loss`)")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, dict):
+        return f"a dict without a scalar 'loss' (keys: {sorted(map(str, value))[:5]})"
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def infinite_batches(loader: Iterable[Batch]) -> Iterable[Batch]:

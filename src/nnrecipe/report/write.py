@@ -1,13 +1,22 @@
-"""Writing a run's outputs: ``findings.json``, ``report.html`` and ``plots/*.png``."""
+"""Writing a run's outputs: ``findings.json``, ``report.html`` and ``plots/*.png``.
+
+Everything is rendered in memory first, then written under temporary names and renamed into
+place, so a failure (a full disk, a kill) leaves the previous outputs or none, never a
+truncated file, and the plots of a new run never mix with an older run's: the new
+``plots/`` folder replaces the old one whole.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
+from nnrecipe.core.output import _TMP_PREFIX, atomic_write_bytes
 from nnrecipe.core.results import RunResult
-from nnrecipe.report.export import write_flagged
 from nnrecipe.report.html import render_html
 
 
@@ -15,22 +24,48 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "figure"
 
 
-def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
-    """Write everything; returns the paths written. Safe to call on an interrupted run."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    plots = out_dir / "plots"
+def _plots(result: RunResult) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
     for stage in result.stages:
         for check in stage.checks:
             for i, fig in enumerate(check.figures):
-                plots.mkdir(exist_ok=True)
-                p = plots / f"{stage.name}-{check.name}-{i}-{_slug(fig.title)}.png"
-                p.write_bytes(fig.png)
-    paths["findings"] = out_dir / "findings.json"
-    paths["findings"].write_text(json.dumps(result.to_dict(), indent=2, allow_nan=False))
-    paths["report"] = out_dir / "report.html"
-    paths["report"].write_text(render_html(result), encoding="utf-8")
-    flagged = write_flagged(result.flagged, out_dir)
-    if flagged is not None:
-        paths["flagged"] = flagged
+                files[f"{stage.name}-{check.name}-{i}-{_slug(fig.title)}.png"] = fig.png
+    return files
+
+
+def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
+    """Write everything; returns the paths written. Safe to call on an interrupted run.
+    Raises OSError (with nothing half-written left behind) when the folder cannot take it."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    findings_json = json.dumps(result.to_dict(), indent=2, allow_nan=False).encode("utf-8")
+    report_html = render_html(result).encode("utf-8")
+    plots = _plots(result)
+    paths = {"findings": out_dir / "findings.json", "report": out_dir / "report.html"}
+    staged = out_dir / f"{_TMP_PREFIX}{os.getpid()}-plots"
+    try:
+        if plots:
+            shutil.rmtree(staged, ignore_errors=True)
+            staged.mkdir()
+            for name, png in plots.items():
+                (staged / name).write_bytes(png)
+        # The two documents last: if they cannot be written, the old ones stay, complete.
+        atomic_write_bytes(paths["findings"], findings_json)
+        atomic_write_bytes(paths["report"], report_html)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    _swap_plots(out_dir / "plots", staged if plots else None)
     return paths
+
+
+def _swap_plots(target: Path, staged: Path | None) -> None:
+    """Replace ``target`` by ``staged`` (or remove it when the run drew nothing)."""
+    old = target.with_name(f"{_TMP_PREFIX}{os.getpid()}-plots-old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    if staged is not None:
+        os.replace(staged, target)
+    with contextlib.suppress(OSError):
+        shutil.rmtree(old)

@@ -36,6 +36,7 @@ from torch import nn
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
+from nnrecipe.core.output import atomic_torch_save
 from nnrecipe.core.registry import Check
 from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 from nnrecipe.train import detectors as det
@@ -190,7 +191,12 @@ class TrainingRun(Check):
                       scheduler=scheduler, grad_clip=float(clip) if clip else None,
                       callbacks=[monitor, probe, stopper],
                       time_budget_s=time_budget(ctx), restore_best=True,
-                      description="training with the monitor")
+                      description="training with the monitor",
+                      # Ctrl-C / SIGTERM: diagnose the epochs run; the best weights so far
+                      # are on disk already (written on each improvement).
+                      keep_on_interrupt=True, checkpoint=checkpoint_path(ctx))
+        if history.checkpoint_error:
+            ctx.record("checkpoint_error", history.checkpoint_error)
         rec = monitor.recording
         last = rec.epochs[-1] if rec.epochs else {}
         metrics, rel_se = val_loss_rel_se(ctx, model) if ctx.has_split("val") else ({}, 0.0)
@@ -221,11 +227,11 @@ class TrainingRun(Check):
             "stopped_by": stopper.stopped.criterion if stopper.stopped else None,
             "stopped_reason": history.stopped_reason,
             "grad_norm_quantiles": diagnosis.grad_quantiles, "checkpoint": None}
-        if ctx.out_dir is not None:
-            path = Path(ctx.out_dir) / "checkpoints" / "train-best.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"state_dict": best, "best_epoch": history.best_epoch, "val": val,
-                        "stopped_reason": history.stopped_reason}, path)
+        path = checkpoint_path(ctx)
+        if path is not None:
+            atomic_torch_save({"state_dict": best, "best_epoch": history.best_epoch, "val": val,
+                               "stopped_reason": history.stopped_reason, "complete": True},
+                              path)
             state["checkpoint"] = str(path)
         ctx.state["train"] = state
         return state
@@ -266,6 +272,11 @@ class TrainingRun(Check):
             rec, diagnosis.verdicts, best_epoch=history.best_epoch, stopped=stopped))
         if rec.predictions:
             ctx.add_figure("Prediction dynamics", plots.prediction_dynamics(rec))
+
+
+def checkpoint_path(ctx: Context) -> Path | None:
+    """Where the best weights go: ``<out>/checkpoints/train-best.pt`` (None without ``out``)."""
+    return None if ctx.out_dir is None else Path(ctx.out_dir) / "checkpoints" / "train-best.pt"
 
 
 def _fixed_batch(ctx: Context) -> tuple[torch.Tensor, torch.Tensor] | None:
