@@ -20,6 +20,8 @@ TABLE = Path(__file__).with_name("catalogue.json")
 # What a finding of each code says is wrong (the column "what it means" of `nnrecipe codes`).
 PROBLEMS: dict[str, str] = {
     "check-crashed": "A check itself failed (its error is in the evidence); the others still ran",
+    "batch-larger-than-data": "batch_size exceeds the training set: full-batch steps, one per epoch",
+    "singleton-last-batch": "The last training batch holds one sample, which the model cannot train on (BatchNorm)",
     # data
     "corrupt-samples": "Some samples fail to load, hold NaN/inf, or differ in shape, dtype or label type",
     "data-duplicates": "Exact or near-duplicate samples within a split",
@@ -68,6 +70,9 @@ PROBLEMS: dict[str, str] = {
     "underfitting": "Training loss stays far above what the model can reach",
     "val-below-train": "The validation loss is below the training loss",
     "weights-fluctuating": "Validation results swing from epoch to epoch",
+    "accumulation-discarded": "zero_grad runs inside the accumulation loop: micro-batch gradients are thrown away",
+    "loss-scale-collapse": "The float16 loss scale keeps falling (toward 1 or below): the GradScaler keeps skipping steps",
+    "fp16-overflow": "Activations or the loss overflow float16's range (inf) in the forward pass",
     "ranks-diverged": "The DDP ranks hold different weights or statistics: the replicas drifted apart",
     # regularize
     "first-layer-noise": "First-layer filters still look like noise after training",

@@ -21,6 +21,7 @@ import numpy as np
 
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Declared
+from nnrecipe.train.causes import monitor_causes
 from nnrecipe.train.nonfinite import LossNonfinite
 from nnrecipe.train.signals import (
     finite,
@@ -713,6 +714,7 @@ def diagnose(rec: Any, extras: Extras | None = None) -> Diagnosis:
     v["underfitting"] = uv = _underfitting(rec, ex)
     if uv.fires and not unstable and not pv.fires and not lv.fires:
         out.append(_underfitting_finding(uv, ex))
+    out = monitor_causes(rec, out, v)  # zero_grad, accumulation, fp16: causes named first
     for f in out:
         f.evidence.setdefault("where", ex.where)
     return Diagnosis(out, v, gq)

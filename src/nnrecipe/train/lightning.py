@@ -13,7 +13,12 @@ metrics). Findings come out live as :class:`~nnrecipe.train.watch.TrainingWarnin
 ``on_finding``); at the end of ``fit`` the hooks are removed and, with ``out_dir``, the report
 is written. Lightning's ``optimizer.step(closure)`` is handled: gradients are measured right
 after the closure has produced them, before the update. With several optimizers, the first
-(``trainer.optimizers[0]``) is watched.
+(``trainer.optimizers[0]``) is watched. ``Trainer(accumulate_grad_batches=N)`` is declared to
+the monitor (steps are counted per optimizer step; the micro-batch losses of a step are
+averaged), and a ``"16-mixed"`` precision plugin's GradScaler is handed to it (the steps it
+skips on purpose are not failures). Manual optimization (``automatic_optimization = False``)
+is watched the same way, so a ``training_step`` that forgets ``opt.zero_grad()`` is
+``grads-not-zeroed``.
 """
 
 from __future__ import annotations
@@ -65,14 +70,24 @@ class NNRecipeCallback(pl.Callback):
         self.val_loss_key = val_loss_key
         self.check_every = check_every
         self.watcher: Watcher | None = None
+        self._accumulate = 1
         self.paths: dict[str, Path] = {}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.optimizers:
             return
-        self.watcher = Watcher(pl_module, trainer.optimizers[0], on_finding=self.on_finding,
-                               config=self.config, check_every=self.check_every,
-                               name=type(pl_module).__name__)
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        if not getattr(pl_module, "automatic_optimization", True):
+            accumulate = 1  # manual optimization: the module decides when to step
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        self._accumulate = accumulate
+        from nnrecipe.train.distributed import watcher_factory  # DDP: rank 0 reports
+
+        make = watcher_factory(getattr(trainer.strategy, "model", None))
+        self.watcher = make(pl_module, trainer.optimizers[0], on_finding=self.on_finding,
+                            config=self.config, check_every=self.check_every,
+                            name=type(pl_module).__name__, accumulate=accumulate,
+                            scaler=scaler)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -81,7 +96,11 @@ class NNRecipeCallback(pl.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         value = _float(loss) if loss is not None else None
         if value is not None:
-            self.watcher.step(value)
+            # with accumulate_grad_batches=N, Lightning hands back the loss divided by N (what
+            # it back-propagated); the monitor records the loss itself
+            self.watcher.step(value * self._accumulate)
+        if getattr(self.watcher, "should_stop", False):  # decided alike on every rank
+            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.watcher is None:
@@ -111,5 +130,7 @@ class NNRecipeCallback(pl.Callback):
         self.watcher.close()
         if self.out_dir is not None:
             self.paths = self.watcher.report(self.out_dir)
+        elif hasattr(self.watcher, "finish"):
+            self.watcher.finish()
         else:
             self.watcher.final_findings()

@@ -199,6 +199,7 @@ class Monitor(Callback):
         self._arrivals = 0
         self._cleared_host = 0
         self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
+        self._stale_steps = 0
         # losses (and the scaler's scale) recorded since the last flush
         self._pending_loss: list[tuple[int, float | torch.Tensor, float]] = []
         self._pending_scale: list[float | torch.Tensor] = []
@@ -261,6 +262,9 @@ class Monitor(Callback):
         _move_to_front(optimizer, pre)
         self._handles = [pre, optimizer.register_step_post_hook(self._post_step),
                          model.register_forward_pre_hook(self._remember_input, with_kwargs=True)]
+        first = _owner_module(model, params[0]) if params else None
+        if first is not None and first is not model:  # autocast is seen where the layers run
+            self._handles.append(first.register_forward_pre_hook(self._note_precision))
         if params:  # the gradient probe: the last parameter the optimizer updates
             probe = params[-1]
             self._handles.append(probe.register_hook(self._make_arrival_hook(probe)))
@@ -467,7 +471,9 @@ class Monitor(Callback):
         layer = np.where(seen > 0, np.sqrt(layer_sq), np.nan)
         total = np.sqrt(sq.sum(axis=1))
         rec.grad_arrivals.extend(arrivals)
-        rec.grad_cleared.extend(int(h + d) for h, d in zip(cleared_host, data[:, -1], strict=True))
+        cleared = [int(h + d) for h, d in zip(cleared_host, data[:, -1], strict=True)]
+        rec.grad_cleared.extend(cleared)
+        self._stale_steps += sum(1 for a, c in zip(arrivals, cleared, strict=True) if a and not c)
         for i, step in enumerate(steps):
             if not np.all(np.isfinite(norms[i][~missing[i]])) and rec.nonfinite is None:
                 bad = sorted({int(self._owner[j]) for j in np.nonzero(~np.isfinite(norms[i]) &
@@ -486,6 +492,13 @@ class Monitor(Callback):
         gradient rows and the losses)."""
         self._flush_grads()
         self._flush_losses()
+
+    def alarms(self) -> dict[str, Any]:
+        """What is already known on the host, without a flush: a non-finite value seen
+        (``nonfinite``) and the number of optimizer steps whose gradient was never cleared
+        (``stale_steps``, as of the last flush), a float16 overflow the scaler skipped."""
+        return {"nonfinite": self._rec.nonfinite is not None, "stale_steps": self._stale_steps,
+                "overflow": self._rec.overflow is not None}
 
     def steps_recorded(self) -> int:
         """Loss entries recorded so far (one per optimizer step with ``accumulate``), without
@@ -588,9 +601,13 @@ class Monitor(Callback):
                         ) -> None:
         if module.training and torch.is_grad_enabled():
             self._last_input = (args, kwargs)
-            if self._rec.precision is None and torch.is_autocast_enabled(self.device.type):
-                dtype = torch.get_autocast_dtype(self.device.type)
-                self._rec.precision = str(dtype).removeprefix("torch.")
+            self._note_precision(module, args)
+
+    def _note_precision(self, module: nn.Module, args: Any) -> None:
+        if self._rec.precision is None and module.training and \
+                torch.is_autocast_enabled(self.device.type):
+            dtype = torch.get_autocast_dtype(self.device.type)
+            self._rec.precision = str(dtype).removeprefix("torch.")
 
     def _on_nonfinite_grads(self, step: int, bad_layers: list[int], *, drop: bool) -> None:
         rec = self._rec
@@ -658,9 +675,13 @@ class Monitor(Callback):
             value: float | torch.Tensor = float(v) if v.device.type == "cpu" else v.reshape(()).float()
         else:
             value = float(loss)
-        if rec.accumulate == 1 or step != self._last_loss_step or not self._loss_groups:
+        # the optimizer step this loss's backward pass fed: the coming one if a backward pass
+        # has reached the probe since the last step, else the one just taken (the last
+        # micro-batch of a group is often reported after its step)
+        fed = step if self._arrivals > 0 else step - 1
+        if rec.accumulate == 1 or fed != self._last_loss_step or not self._loss_groups:
             self._loss_groups += 1
-        self._last_loss_step = step
+        self._last_loss_step = fed
         lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else math.nan
         self._pending_loss.append((self._loss_groups, value, lr))
         if self.scaler is not None:
@@ -806,6 +827,13 @@ def _move_to_front(optimizer: torch.optim.Optimizer, handle: Any) -> None:
     hooks = getattr(optimizer, "_optimizer_step_pre_hooks", None)
     if hooks is not None and hasattr(hooks, "move_to_end") and handle.id in hooks:
         hooks.move_to_end(handle.id, last=False)
+
+
+def _owner_module(model: nn.Module, param: nn.Parameter) -> nn.Module | None:
+    for module in model.modules():
+        if any(p is param for p in module.parameters(recurse=False)):
+            return module
+    return None
 
 
 def _to_host(values: Sequence[float | torch.Tensor | None]) -> list[float]:

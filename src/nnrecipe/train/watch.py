@@ -23,6 +23,8 @@ rule over the whole run; ``w.report(out_dir)`` writes the same report as ``nnrec
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import math
 import time
 import warnings
@@ -36,8 +38,11 @@ from torch import nn
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.results import CheckResult, FigureArtifact, RunResult, StageResult, figure_to_png
 from nnrecipe.train import plots
+from nnrecipe.train.causes import CAUSE_CODES
 from nnrecipe.train.detectors import Diagnosis, Extras, diagnose
+from nnrecipe.train.grad_accumulation import STALE_MIN_STEPS
 from nnrecipe.train.monitor import Monitor, MonitorConfig
+from nnrecipe.train.recording import Recording
 
 FindingHandler = Callable[[Finding], None]
 
@@ -46,7 +51,7 @@ FindingHandler = Callable[[Finding], None]
 LIVE_CODES = frozenset({
     "loss-nonfinite", "loss-diverging", "lr-too-high", "exploding-gradients",
     "vanishing-gradients", "dead-relu", "saturated-activations", "update-ratio", "overfitting",
-    "val-below-train", "weights-fluctuating"})
+    "val-below-train", "weights-fluctuating", *CAUSE_CODES})
 MIN_LIVE_STEPS = 50  # layer statistics need some history before they mean anything
 
 
@@ -62,37 +67,63 @@ def warn_finding(finding: Finding) -> None:
 
 
 class Watcher:
-    """Created by :func:`watch`; see the module docstring."""
+    """Created by :func:`watch`; see the module docstring.
+
+    For code that drives a watcher from another framework (Lightning, Hugging Face, DDP):
+    :meth:`step` records one step, ``recording`` gives the statistics so far (flushed to the
+    host), :attr:`findings` the findings emitted so far, :meth:`diagnose` every rule now, and
+    :meth:`report` the run's report."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                  on_finding: FindingHandler | None = None, config: MonitorConfig | None = None,
                  check_every: int = 50, fixed_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 task: str | None = None, name: str = "watch") -> None:
-        self.monitor = Monitor(config, fixed_batch=fixed_batch, task=task).attach(model, optimizer)
+                 task: str | None = None, name: str = "watch", accumulate: int = 1,
+                 scaler: Any = None) -> None:
+        self.monitor = Monitor(config, fixed_batch=fixed_batch, task=task, accumulate=accumulate,
+                               scaler=scaler).attach(model, optimizer)
         self.on_finding = on_finding or warn_finding
         self.check_every = max(1, int(check_every))
         self.name = name
         self.findings: list[Finding] = []
         self._emitted: dict[str, Severity] = {}
+        self._live: dict[str, dict[str, Any]] = {}  # code -> when and what it said live
         self._next_check = MIN_LIVE_STEPS
+        self._last_urgent = -(10**9)
+        self.started = dt.datetime.now().isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
 
     @property
-    def recording(self) -> Any:
+    def recording(self) -> Recording:
         return self.monitor.recording
 
     # ------------------------------------------------------------- per step
     def step(self, loss: float | torch.Tensor) -> list[Finding]:
-        """Record this step's loss (call after ``optimizer.step()``); returns new findings."""
+        """Record this step's loss (call after ``optimizer.step()``, and after
+        ``scaler.update()`` with a GradScaler); returns new findings. With ``accumulate=N``,
+        call it once per micro-batch or once per optimizer step: losses between two optimizer
+        steps make one entry."""
         self.monitor.record_loss(loss)
-        n = len(self.recording.loss)
-        urgent = self.recording.nonfinite is not None and "loss-nonfinite" not in self._emitted
-        if urgent or n >= self._next_check:
+        n = self.monitor.steps_recorded()
+        if self._urgent() or n >= self._next_check:
             self._next_check = max(n + self.check_every, int(n * 1.1))  # O(n log n) overall
             t0 = time.perf_counter()
             found = self._check(LIVE_CODES)
             self.monitor.add_overhead(time.perf_counter() - t0)
             return found
         return []
+
+    def _urgent(self) -> bool:
+        """Something to say before the first scheduled check, read from host-side state only
+        (no flush): a non-finite value, or gradients that are not being cleared."""
+        alarms = self.monitor.alarms()
+        if alarms.get("nonfinite") and "loss-nonfinite" not in self._emitted:
+            return True
+        if alarms.get("overflow") and "fp16-overflow" not in self._emitted \
+                and self.monitor.steps_recorded() >= self._last_urgent + self.check_every // 5:
+            return True
+        return (alarms.get("stale_steps", 0) >= STALE_MIN_STEPS
+                and "grads-not-zeroed" not in self._emitted
+                and self.monitor.steps_recorded() >= self._last_urgent + self.check_every // 5)
 
     def epoch(self, val: Mapping[str, float] | float | None = None, *,
               train_loss: float | None = None, **metrics: float) -> list[Finding]:
@@ -122,16 +153,30 @@ class Watcher:
         self.close()
 
     def final_findings(self, extras: Extras | None = None) -> tuple[list[Finding], Diagnosis]:
-        """The whole-run diagnosis, plus live findings whose rule no longer fires at the end."""
+        """The whole-run diagnosis, plus live findings whose rule no longer fires at the end.
+
+        Numbers are those of the whole run: a finding first reported live says when, and what
+        it measured then (``evidence["first_seen_live"]``); a live finding kept because its
+        rule no longer fires gets the run's clipping advice, so one report gives one
+        threshold."""
         diag = self.diagnose(extras)
         final = list(diag.findings)
         codes = {f.code for f in final}
+        for f in final:
+            live = self._live.get(f.code)
+            if live is not None and live["message"] != f.message:
+                f.evidence["first_seen_live"] = live
+                f.message += (f" (first reported live at step {live['step']}, from the run up "
+                              "to then; these numbers are the whole run's)")
         for f in self.findings:
             if f.code not in codes:
-                f.evidence.setdefault("note", "seen during training; no longer true at the end")
-                final.append(f)
+                kept = dataclasses.replace(f, evidence=dict(f.evidence))
+                kept.evidence.setdefault("note", "seen during training; no longer true at the end")
+                kept.fix, kept.message = (_same_clip_advice(kept.fix, self._live, f.code, diag),
+                                          _same_clip_advice(kept.message, self._live, f.code, diag))
+                final.append(kept)
         for f in final:
-            self._emit(f)
+            self._emit(f, live=False)
         return final, diag
 
     def report(self, out_dir: str | Path, extras: Extras | None = None) -> dict[str, Path]:
@@ -139,34 +184,56 @@ class Watcher:
         from nnrecipe.report import write_outputs
 
         findings, diag = self.final_findings(extras)
-        result = RunResult(experiment=self.name, command="watch")
+        result = RunResult(experiment=self.name, command="watch", started=self.started,
+                           duration_s=time.perf_counter() - self._t0,
+                           device=str(self.monitor.device))
         stage = StageResult("train", checks=report_checks(self.recording, diag, findings))
         stage.settle_status()
         result.stages.append(stage)
         return write_outputs(result, Path(out_dir))
 
     def _check(self, codes: frozenset[str]) -> list[Finding]:
+        self._last_urgent = self.monitor.steps_recorded()
+        diag = self.diagnose()
         new = []
-        for f in self.diagnose().findings:
-            if f.code in codes and self._emit(f):
+        for f in diag.findings:
+            if f.code in codes and self._emit(f, live=True, gq=diag.grad_quantiles):
                 new.append(f)
         return new
 
-    def _emit(self, f: Finding) -> bool:
+    def _emit(self, f: Finding, *, live: bool, gq: dict[str, float] | None = None) -> bool:
         prev = self._emitted.get(f.code)
         if prev is not None and f.severity <= prev:
             return False
         self._emitted[f.code] = f.severity
+        if live:
+            step = self.monitor.steps_recorded()
+            f.evidence.setdefault("seen_at_step", step)
+            self._live[f.code] = {"step": step, "message": f.message, "grad_norm_quantiles": gq}
         self.findings = [g for g in self.findings if g.code != f.code] + [f]
-        f.check = f.check or self.name
+        f.check = f.check or check_for(f.code)
         self.on_finding(f)
         return True
+
+
+def _same_clip_advice(text: str, live: dict[str, dict[str, Any]], code: str, diag: Diagnosis
+                      ) -> str:
+    """Replace the clipping threshold a live finding quoted with the whole run's."""
+    then = (live.get(code) or {}).get("grad_norm_quantiles")
+    if not then or not diag.grad_quantiles:
+        return text
+    try:
+        from nnrecipe.train.detectors import _clip_advice
+    except ImportError:  # pragma: no cover - the advice moved; the text stays as it was
+        return text
+    return text.replace(_clip_advice(then), _clip_advice(diag.grad_quantiles))
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer, *,
           on_finding: FindingHandler | None = None, config: MonitorConfig | None = None,
           check_every: int = 50, fixed_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
-          task: str | None = None, name: str = "watch") -> Watcher:
+          task: str | None = None, name: str = "watch", accumulate: int = 1,
+          scaler: Any = None) -> Watcher:
     """Watch a training run you drive yourself: hooks ``model`` and ``optimizer`` (removed by
     ``close()`` or leaving the ``with`` block) and returns a :class:`Watcher`; call
     ``w.step(loss)`` after each optimizer step and, optionally, ``w.epoch(val=...)``.
@@ -174,18 +241,40 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer, *,
     ``on_finding`` receives each finding as it is seen (default: a :class:`TrainingWarning`
     for warnings and errors). ``fixed_batch=(x, y)`` (on the model's device) records the
     predictions on those samples at every ``epoch()``. A non-finite gradient is dropped before
-    it reaches the weights (``MonitorConfig(guard_nonfinite=False)`` to keep it).
+    it reaches the weights on the CPU (``MonitorConfig(guard_nonfinite=False)`` to keep it;
+    on an accelerator it is caught within ``MonitorConfig.sync_every`` steps, without a
+    per-step device sync). ``accumulate=N`` declares N micro-batches per optimizer step
+    (steps are counted per optimizer step and zero_grad inside the accumulation loop is
+    caught). ``scaler`` is the ``torch.amp.GradScaler`` of a float16 loop: the steps it skips
+    on purpose are not failures, and a collapsing scale or a float16 overflow is reported.
     """
     from nnrecipe.train.distributed import watcher_class  # DDP: one report, on rank 0
 
     return watcher_class()(model, optimizer, on_finding=on_finding, config=config,
-                             check_every=check_every, fixed_batch=fixed_batch, task=task, name=name)
+                             check_every=check_every, fixed_batch=fixed_batch, task=task, name=name,
+                             accumulate=accumulate, scaler=scaler)
+
+
+# The report section (check) each train code belongs to; figures are embedded with it.
+GRADIENT_SECTION = ("exploding-gradients", "vanishing-gradients", "update-ratio",
+                    "grads-not-zeroed", "accumulation-discarded")
+ACTIVATION_SECTION = ("dead-relu", "saturated-activations")
+
+
+def check_for(code: str) -> str:
+    """The name of the report check (``training``, ``gradients``, ``activations``) that
+    shows the findings of ``code`` with its figures."""
+    if code in GRADIENT_SECTION:
+        return "gradients"
+    if code in ACTIVATION_SECTION:
+        return "activations"
+    return "training"
 
 
 def report_checks(rec: Any, diag: Diagnosis, findings: list[Finding]) -> list[CheckResult]:
-    """The train stage's report section (curves, gradients, activations) for a recording."""
-    from nnrecipe.train.stage import ACTIVATION_CODES, GRADIENT_CODES
-
+    """The train stage's report section (curves, gradients, activations) for a recording.
+    Each finding is filed under the check whose figures show it (``finding.check``) and lists
+    those figures' titles (``finding.figures``), so the report embeds them next to it."""
     groups = [("training", "Learning curves", [
                   ("Learning curves", plots.learning_curves(rec, diag.verdicts)),
                   *([("Prediction dynamics", plots.prediction_dynamics(rec))] if rec.predictions else [])]),
@@ -194,18 +283,23 @@ def report_checks(rec: Any, diag: Diagnosis, findings: list[Finding]) -> list[Ch
                   *([("Update-to-weight ratios", plots.update_ratios(rec))] if rec.update.steps else [])]),
               ("activations", "Dead ReLUs and saturated tanh/sigmoid units",
                [("Dead and saturated units", plots.activation_fractions(rec))] if rec.activations else [])]
-    layer_codes = {"gradients": set(GRADIENT_CODES), "activations": set(ACTIVATION_CODES)}
     out = []
     for name, title, figs in groups:
-        codes = layer_codes.get(name)
-        mine = [f for f in findings if (f.code in codes if codes else
-                                         f.code not in set(GRADIENT_CODES) | set(ACTIVATION_CODES))]
+        mine = [f for f in findings if check_for(f.code) == name]
+        for f in mine:
+            f.check = name
+            f.stage = "train"
+            f.figures = [t for t, _ in figs]
         check = CheckResult(name=name, stage="train", title=title, findings=mine,
                             figures=[FigureArtifact(t, figure_to_png(fig)) for t, fig in figs])
         if name == "training":
             check.metrics = {"steps": len(rec.loss), "epochs": len(rec.epochs),
+                             "optimizer_steps": rec.optimizer_steps,
                              "grad_norm_quantiles": diag.grad_quantiles,
                              "skipped_updates": rec.skipped_updates,
+                             "scaler_skipped_steps": len(rec.scaler_skipped),
+                             "precision": rec.precision, "accumulate": rec.accumulate,
+                             "signal_coverage": dict(rec.coverage),
                              "final_loss": next((x for x in reversed(rec.loss) if math.isfinite(x)), None)}
         check.settle_status()
         out.append(check)
