@@ -45,7 +45,9 @@ GATING_STAGES = ("skeleton", "train")
 
 
 def load_stage_checks() -> None:
-    """Import every stage package so that their checks register."""
+    """Import every stage package so that their checks register (and the set-up codes of
+    validation)."""
+    import nnrecipe.core.validate  # noqa: F401
     import nnrecipe.stages  # noqa: F401
 
 
