@@ -20,6 +20,8 @@ TABLE = Path(__file__).with_name("catalogue.json")
 # What a finding of each code says is wrong (the column "what it means" of `nnrecipe codes`).
 PROBLEMS: dict[str, str] = {
     "check-crashed": "A check itself failed (its error is in the evidence); the others still ran",
+    "batch-larger-than-data": "batch_size exceeds the training set: full-batch steps, one per epoch",
+    "singleton-last-batch": "The last training batch holds one sample, which the model cannot train on (BatchNorm)",
     # data
     "corrupt-samples": "Some samples fail to load, hold NaN/inf, or differ in shape, dtype or label type",
     "data-duplicates": "Exact or near-duplicate samples within a split",
