@@ -18,13 +18,20 @@ MAX_GRID_COLUMNS = 8
 THUMB_TITLE_PT = 9  # was 7 pt on up to 16 columns: ~6 px once the report scaled it down
 
 
-def legend_outside(ax: Axes, fontsize: int = 8, **kwargs: object) -> None:
-    """The legend to the right of the axes, so it never covers the data (the figure grows to
-    fit it under the constrained layout). Nothing is drawn when nothing is labelled."""
+def legend_outside(ax: Axes, fontsize: int = 8, *, below: bool = False, ncol: int = 1,
+                   **kwargs: object) -> None:
+    """The legend outside the axes, to the right (or ``below``, for a panel with a neighbour
+    on its right), so it never covers the data; the constrained layout makes room for it.
+    Nothing is drawn when nothing is labelled."""
     handles, labels = ax.get_legend_handles_labels()
-    if handles:
+    if not handles:
+        return
+    if below:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  fontsize=fontsize, frameon=False, ncol=max(ncol, 2), **kwargs)  # type: ignore[arg-type]
+    else:
         ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
-                  fontsize=fontsize, frameon=False, **kwargs)  # type: ignore[arg-type]
+                  fontsize=fontsize, frameon=False, ncol=ncol, **kwargs)  # type: ignore[arg-type]
 
 
 def rotate_long_ticks(ax: Axes, labels: Sequence[str], *, max_chars: int = 6,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from nnrecipe.report.plots import COLORS, new_figure
+from nnrecipe.report.plots import COLORS, legend_outside, new_figure
 from nnrecipe.train import detectors as d
 from nnrecipe.train.monitor import Recording
 from nnrecipe.train.signals import moving_median, smoothing_window
@@ -55,7 +55,7 @@ def learning_curves(rec: Recording, verdicts: dict[str, Any], *, best_epoch: int
         ax.set_ylim(bottom=0)
     ax.set(title="learning curves", xlabel="optimizer step", ylabel="loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    legend_outside(ax, fontsize=7, below=has_acc)  # never over the curves
     if has_acc:
         acc = rec.epoch_series("val_accuracy")
         axes[1].plot(es, acc, "o-", color=COLORS[1], ms=3.5)
@@ -103,11 +103,14 @@ def gradient_heatmap(rec: Recording) -> Figure:
 
 
 def activation_fractions(rec: Recording) -> Figure:
-    fig, axes = new_figure(width=9.0, height=3.2, ncols=2)
-    for ax, series, kinds, title, thr in (
-            (axes[0], rec.dead, {"relu"}, "dead ReLU units (fraction of the layer)", d.DEAD_FRACTION),
-            (axes[1], rec.saturated, {"tanh", "sigmoid"}, "saturated tanh/sigmoid outputs",
-             d.SATURATED_FRACTION)):
+    """One panel per kind of activation the model has (no empty panel)."""
+    panels = [(rec.dead, {"relu"}, "dead ReLU units (fraction of the layer)", d.DEAD_FRACTION),
+              (rec.saturated, {"tanh", "sigmoid"}, "saturated tanh/sigmoid outputs",
+               d.SATURATED_FRACTION)]
+    present = [p for p in panels if any(kind in p[1] for _, kind in rec.activations)]
+    panels = present or panels[:1]
+    fig, axes = new_figure(width=5.5 * len(panels), height=3.2, ncols=len(panels))
+    for ax, (series, kinds, title, thr) in zip(axes, panels, strict=True):
         arr = series.array()
         drawn = 0
         for j, (name, kind) in enumerate(rec.activations):
@@ -119,7 +122,7 @@ def activation_fractions(rec: Recording) -> Figure:
         ax.set(title=title, xlabel="optimizer step", ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         if drawn:
-            ax.legend(fontsize=7)
+            legend_outside(ax, fontsize=7)
         else:
             ax.text(0.5, 0.5, "no such layers (as nn modules)", ha="center", transform=ax.transAxes)
     return fig
@@ -137,7 +140,7 @@ def update_ratios(rec: Recording) -> Figure:
     ax.set_yscale("log")
     ax.set(title="update / weight ratio per layer", xlabel="optimizer step", ylabel="||Δw|| / ||w||")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    legend_outside(ax, fontsize=7, ncol=2 if len(rec.layers) > 8 else 1)
     return fig
 
 
