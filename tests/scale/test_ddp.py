@@ -246,3 +246,30 @@ def test_nan_on_one_rank_stops_every_rank_and_names_it(torchrun: Path) -> None:
     assert f["message"].startswith("rank 1 saw it first") and "input batch" in f["message"]
     assert _report(torchrun, "nan")["stages"]["train"]["checks"]["ranks"]["metrics"][
         "nonfinite_first"]["rank"] == 1
+
+
+# ------------------------------------------------------------------ Lightning DDP
+def test_lightning_ddp_one_report_and_a_clean_stop(tmp_path: Path) -> None:
+    pytest.importorskip("lightning")  # the [lightning] extra, installed by `make test`
+    env = {**_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    proc = subprocess.Popen([sys.executable, "tests/scale/lightning_ddp.py", str(tmp_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)  # Lightning's second rank is a child of this process
+        proc.communicate()
+        pytest.fail(f"Lightning DDP did not finish within {TIMEOUT_S} s (a hang?)")
+    assert proc.returncode == 0, err[-4000:]
+    h0, h1 = _ranks(tmp_path, "healthy")
+    assert h0["type"] == h1["type"] == "DistributedWatcher"
+    assert h0["steps"] == h1["steps"] == 28  # 4 epochs of 7 batches per rank
+    assert not [f for f in h0["findings"] if f["severity"] != "info"] and h1["live"] == []
+    assert set(h0["paths"]) == {"findings", "report"} and h1["paths"] == {}
+    n0, n1 = _ranks(tmp_path, "nan")
+    assert n0["should_stop"] and n1["should_stop"]
+    assert n0["global_step"] == n1["global_step"] == 13  # both stopped at the NaN's step
+    f = _only(n0["findings"], "loss-nonfinite")
+    assert f["evidence"]["first_rank"] == 1 and f["message"].startswith("rank 1 saw it first")
+    assert [g["code"] for g in n0["live"]] == ["loss-nonfinite"] and n1["live"] == []

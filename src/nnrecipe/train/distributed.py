@@ -43,9 +43,10 @@ the end, as with any collective. With NCCL, set the rank's CUDA device first (as
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,20 @@ def watcher_class() -> type[Watcher]:
     return DistributedWatcher if world()[1] > 1 else Watcher
 
 
+def watcher_factory(wrapper: nn.Module | None = None) -> Callable[..., Watcher]:
+    """What a framework's callback builds its watcher with: :class:`Watcher` in one process;
+    under several ranks a :class:`DistributedWatcher` told about ``wrapper`` (the framework's
+    wrapped model: Lightning's ``trainer.strategy.model``). A wrapper other than DDP (FSDP,
+    DeepSpeed) shards the weights, so the ranks' tensors are not copies and are not compared."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if world()[1] <= 1:
+        return Watcher
+    if wrapper is None or isinstance(wrapper, DistributedDataParallel):
+        return functools.partial(DistributedWatcher, ddp=wrapper)
+    return functools.partial(DistributedWatcher, compare=False)
+
+
 def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
     from torch.nn.parallel import DistributedDataParallel
 
@@ -280,12 +295,17 @@ def _unwrap(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
 class DistributedWatcher(Watcher):
     """:class:`~nnrecipe.train.watch.Watcher` for one rank of a DDP job; see the module
     docstring. ``ddp``: the ``DistributedDataParallel`` wrapper when ``model`` is the inner
-    module (Lightning, Hugging Face); ``gather_every``: steps between gathers."""
+    module (Lightning, Hugging Face); ``gather_every``: steps between gathers; ``compare``:
+    compare the ranks' weights (off for sharded models); ``broadcast_buffers`` and
+    ``grads_synced``: what the DDP wrapper does, when it cannot be passed (default: read from
+    ``ddp``; without one, buffers are compared and gradients are not assumed all-reduced)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *,
                  on_finding: Any = None, config: MonitorConfig | None = None,
                  gather_every: int = GATHER_EVERY, group: Any = None,
-                 ddp: nn.Module | None = None, **kwargs: Any) -> None:
+                 ddp: nn.Module | None = None, compare: bool = True,
+                 broadcast_buffers: bool | None = None, grads_synced: bool | None = None,
+                 **kwargs: Any) -> None:
         dist = torch.distributed
         inner, wrapper = _unwrap(model)
         self.ddp = wrapper if wrapper is not None else ddp
@@ -300,9 +320,13 @@ class DistributedWatcher(Watcher):
         self.gather_every = max(1, int(gather_every))
         # with broadcast_buffers, DDP overwrites every rank's buffers with rank 0's at each
         # forward: differences right after a step are by design, so buffers are not compared
-        self.compare_buffers = not _syncs_buffers(self.ddp)
-        self.grads_synced = self.ddp is not None
+        synced = _syncs_buffers(self.ddp) if broadcast_buffers is None else broadcast_buffers
+        self.compare = compare
+        self.compare_buffers = compare and not synced
+        self.grads_synced = self.ddp is not None if grads_synced is None else grads_synced
         names, kinds, tensors, bn = model_tensors(inner, buffers=self.compare_buffers)
+        if not compare:
+            names, kinds, tensors, bn = [], [], [], []
         self._names, self._kinds, self._tensors, self._bn = names, kinds, tensors, bn
         self._numels = [t.numel() for t in tensors]
         self._indices = sample_indices(tensors)
