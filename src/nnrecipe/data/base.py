@@ -32,6 +32,14 @@ class DataCheck(Check):
         return get_view(ctx)
 
 
+def too_few(n: int, minimum: int, what: str) -> str | None:
+    """The reason to skip when only ``n`` usable samples exist and ``minimum`` are needed."""
+    if n >= minimum:
+        return None
+    return (f"only {n} usable {what} sample{'s' if n != 1 else ''}; this check needs at least "
+            f"{minimum}")
+
+
 class CrossSplitCheck(DataCheck):
     """Base of the data checks that compare val/test with train: skips without a second split."""
 

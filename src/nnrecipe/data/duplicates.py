@@ -18,7 +18,14 @@ from scipy.sparse.csgraph import connected_components
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures, neighbors
-from nnrecipe.data.base import MAX_LISTED, CrossSplitCheck, DataCheck, fmt_list, pct, ref
+from nnrecipe.data.base import (
+    MAX_LISTED,
+    CrossSplitCheck,
+    DataCheck,
+    fmt_list,
+    pct,
+    ref,
+)
 from nnrecipe.data.view import DataView, SplitView
 from nnrecipe.report.export import record_flagged
 
@@ -143,6 +150,12 @@ class DataDuplicates(DataCheck):
            "why copies exist (data concatenated twice, augmented copies saved as data, the same "
            "item scraped from two sources) and fix it at the source.")
     order = 4
+
+    def applies_to(self, view: DataView) -> str | None:
+        most = max(int(s.ok.sum()) for s in view.splits.values())
+        if most < 2:
+            return "no split has two usable samples to compare"
+        return None
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)

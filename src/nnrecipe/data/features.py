@@ -8,7 +8,8 @@ import numpy as np
 
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
-from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, subsample
+from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, subsample, too_few
+from nnrecipe.data.stats import column_stats, group_stats
 from nnrecipe.data.view import IMAGE, STAT_NAMES, TOKENS, DataView, image_layout
 from nnrecipe.report.plots import COLORS, new_figure
 
@@ -18,14 +19,19 @@ from nnrecipe.report.plots import COLORS, new_figure
 # a table are common leftovers (info); when half the columns are constant the data was most
 # likely read or joined wrongly (warning); when all are, there is nothing to learn (error).
 CONSTANT_WARN_FRACTION = 0.5
+# Below this many samples a column can be constant by chance (a one-hot category of
+# prevalence 15% is absent from 20 samples with probability 4%, from 5 samples with 44%), so
+# "half the columns are constant" is no sign of a broken read: info at most.
+CONSTANT_MIN_SAMPLES = 20
 
 
-def constant_verdict(n_constant: int, n_features: int) -> Severity | None:
+def constant_verdict(n_constant: int, n_features: int, n_samples: int = CONSTANT_MIN_SAMPLES
+                     ) -> Severity | None:
     if n_constant == 0 or n_features == 0:
         return None
     if n_constant == n_features:
-        return Severity.ERROR
-    if n_constant / n_features >= CONSTANT_WARN_FRACTION:
+        return Severity.ERROR  # the samples are all identical: nothing to learn
+    if n_constant / n_features >= CONSTANT_WARN_FRACTION and n_samples >= CONSTANT_MIN_SAMPLES:
         return Severity.WARNING
     return Severity.INFO
 
@@ -42,7 +48,7 @@ class ConstantFeatures(DataCheck):
     def applies_to(self, view: DataView) -> str | None:
         if view.kind == TOKENS:
             return "token ids: constant positions (padding, a start token) are normal"
-        return None
+        return too_few(int(view.train.ok.sum()), 2, "training")
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
@@ -50,16 +56,18 @@ class ConstantFeatures(DataCheck):
         X = tr.X[tr.ok]
         if view.kind == IMAGE:
             return self._images(ctx, view, X)
-        const = np.flatnonzero(X.min(0) == X.max(0))
+        const = np.flatnonzero(column_stats(tr.X, tr.good).constant)
         d = X.shape[1]
         ctx.record("constant_features", len(const))
         ctx.record("features", d)
-        sev = constant_verdict(len(const), d)
+        sev = constant_verdict(len(const), d, int(tr.ok.sum()))
         if sev is None:
             return []
-        varies = [view.feature_names[j] for j in const
-                  if any(s.ok.any() and np.ptp(s.X[s.ok, j]) > 0
-                         for n, s in view.splits.items() if n != "train")]
+        others = [column_stats(s.X[:, const], s.good) for n, s in view.splits.items()
+                  if n != "train" and s.ok.any()]
+        varies = [view.feature_names[j] for i, j in enumerate(const)
+                  if any(not o.constant[i] or not np.isclose(o.mean[i], X[0, j], rtol=1e-6, atol=0)
+                         for o in others)]
         rows = [[view.feature_names[j], float(X[0, j]),
                  "yes" if view.feature_names[j] in varies else "no"] for j in const]
         ctx.add_table("Constant features (train)", ["feature", "value", "varies in val/test"], rows)
@@ -77,8 +85,9 @@ class ConstantFeatures(DataCheck):
         """Per-pixel constants are normal (black borders); whole constant channels are not."""
         c, h, w = image_layout(view.sample_shape, X.shape[1])
         C = X.reshape(len(X), c, h * w)
-        flat = np.array([C[:, i].min() == C[:, i].max() for i in range(c)])
-        const_pixels = int((X.min(0) == X.max(0)).sum())
+        st = column_stats(view.train.X, view.train.good)
+        flat = group_stats(st, c).constant if X.shape[1] == c * h * w else np.zeros(c, bool)
+        const_pixels = int(st.constant.sum())
         ctx.record("constant_pixels", const_pixels)
         ctx.record("constant_channels", int(flat.sum()))
         sev = constant_verdict(int(flat.sum()), c)
@@ -150,25 +159,26 @@ class UnscaledFeatures(DataCheck):
     def applies_to(self, view: DataView) -> str | None:
         if view.kind == TOKENS:
             return "token ids go through an embedding; their scale does not matter"
-        return None
+        return too_few(int(view.train.ok.sum()), 2, "training")
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
         tr = view.train
         X = tr.X[tr.ok]
+        st = column_stats(tr.X, tr.good)
         if view.kind == IMAGE:
             c, h, w = image_layout(view.sample_shape, X.shape[1])
-            C = X.reshape(len(X), c, h * w)
-            mean, std = C.mean(axis=(0, 2)), C.std(axis=(0, 2))
+            st = group_stats(st, c)
             binary = np.zeros(c, dtype=bool)
             names = [f"channel {i}" for i in range(c)]
             raw = self._raw_pixels(view, X)
         else:
-            mean, std = X.mean(0), X.std(0)
             S = X[subsample(np.arange(len(X)), 2000, ctx.seed)]
             binary = np.array([len(np.unique(S[:, j])) <= 2 for j in range(X.shape[1])])
             names = view.feature_names
             raw = None
+        # a constant column (float rounding included) has no scale to judge: std 0 here
+        mean, std = st.mean, np.where(st.constant, 0.0, st.std)
         v = scale_verdict(mean, std, binary, raw_pixels=raw is not None)
         ctx.record("max_rms", float(np.sqrt(mean**2 + std**2).max()) if len(mean) else 0.0)
         ctx.record("std_spread", v.spread)

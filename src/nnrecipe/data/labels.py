@@ -159,6 +159,9 @@ class ConflictingLabels(DataCheck):
     def applies_to(self, view: DataView) -> str | None:
         if view.task != "classification" or view.train.labels is None:
             return "needs one class label per sample"
+        usable = sum(int(s.ok.sum()) for s in view.splits.values() if s.labels is not None)
+        if usable < 2:
+            return "a single usable labelled sample: nothing to compare"
         return None
 
     def run(self, ctx: Context) -> list[Finding]:

@@ -16,7 +16,7 @@ import numpy as np
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures
-from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, ref, subsample
+from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, ref, subsample, too_few
 from nnrecipe.data.duplicates import K_NEAR
 from nnrecipe.data.view import IMAGE, STAT_NAMES, TOKENS, DataView
 from nnrecipe.report.export import record_flagged
@@ -32,6 +32,10 @@ ROBUST_Z_WARN = 100.0
 ISOLATION_INFO = 4.0
 MIN_DISTINCT = 10
 N_SHOWN = 16
+# By reasoning: the isolation score averages the distances to 10 neighbours and compares
+# them with the median over train; with fewer than twice that many samples the "neighbours"
+# are most of the set and "typical" is a handful of numbers, so nothing can stand out.
+MIN_OUTLIER_SAMPLES = 2 * K_NEAR
 
 
 def outliers_verdict(max_z: float, max_isolation: float) -> Severity | None:
@@ -63,6 +67,9 @@ class Outliers(DataCheck):
            "legitimate heavy tails, transform the feature (log, clipping, quantile transform) so "
            "that a few samples do not dominate the gradients.")
     order = 8
+
+    def applies_to(self, view: DataView) -> str | None:
+        return too_few(int(view.train.ok.sum()), MIN_OUTLIER_SAMPLES, "training")
 
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)

@@ -14,6 +14,7 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding
 from nnrecipe.data import figures
 from nnrecipe.data.base import DataCheck
+from nnrecipe.data.stats import column_stats
 from nnrecipe.data.view import IMAGE, DataView
 
 GRID_PER_CLASS, GRID_CLASSES, GRID_MAX = 6, 10, 64
@@ -91,9 +92,13 @@ class DataOverview(DataCheck):
         X = tr.X[tr.ok]
         if X.shape[1] == 0 or len(X) < 2:
             return
-        std = X.std(0)
-        mean = X.mean(0)
-        skew = np.where(std > 0, ((X - mean) ** 3).mean(0) / np.where(std > 0, std, 1) ** 3, 0)
+        st = column_stats(tr.X, tr.good)
+        mean, std = st.mean, np.where(st.constant, 0.0, st.std)
+        safe = np.where(std > 0, std, 1.0)
+        third = np.zeros(X.shape[1])
+        for start in range(0, len(X), 65536):
+            third += (((X[start:start + 65536] - mean) / safe) ** 3).sum(0)
+        skew = np.where(std > 0, third / len(X), 0.0)
         order = np.argsort(-np.abs(skew), kind="stable")
         top = [int(j) for j in order if std[j] > 0][:N_FEATURE_PANELS]
         fig = figures.feature_histograms(view, top, title="the most skewed features, per split")

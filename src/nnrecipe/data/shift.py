@@ -19,7 +19,7 @@ import numpy as np
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures
-from nnrecipe.data.base import CrossSplitCheck, fmt_list, one_blas_thread, subsample
+from nnrecipe.data.base import CrossSplitCheck, fmt_list, one_blas_thread, subsample, too_few
 from nnrecipe.data.view import STAT_NAMES, DataView
 
 # A shift must be both real (significant) and large enough to matter (effect size), since with
@@ -31,6 +31,10 @@ KS_MIN, ALPHA = 0.1, 1e-3  # D >= 0.1 (10% of the mass moved) and p < ALPHA / n_
 AUC_WARN, AUC_Z = 0.7, 4.0  # a classifier that tells splits apart 70% of the time, at 4 s.e.
 LABEL_TVD = 0.1             # 10% of the label mass moved, with chi-square p < ALPHA
 SAMPLE_MAX = 20_000
+# By reasoning: with fewer samples than this in val/test, no KS statistic can reach the
+# Bonferroni-corrected significance and the domain classifier has nothing to cross-validate
+# (it needs 10 per side), so the check could only ever pass: it says so instead.
+MIN_SHIFT_SAMPLES = 10
 
 
 @dataclass
@@ -99,6 +103,18 @@ class DistributionShift(CrossSplitCheck):
            "scores and consider training on data closer to deployment.")
     order = 11
 
+    def applies_to(self, view: DataView) -> str | None:
+        reason = super().applies_to(view)
+        if reason:
+            return reason
+        if view.train.ok.sum() < MIN_SHIFT_SAMPLES:
+            return too_few(int(view.train.ok.sum()), MIN_SHIFT_SAMPLES, "training")
+        most = max(int(s.ok.sum()) for s in view.other_splits())
+        if most < MIN_SHIFT_SAMPLES:
+            return (f"at most {most} usable val/test samples; comparing distributions needs "
+                    f"at least {MIN_SHIFT_SAMPLES}")
+        return None
+
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
         tr = view.train
@@ -106,7 +122,7 @@ class DistributionShift(CrossSplitCheck):
         names = list(view.feature_names) + (list(STAT_NAMES) if view.is_image else [])
         rows_tr = subsample(tr.good, SAMPLE_MAX, ctx.seed)
         for name, sv in view.splits.items():
-            if name == "train" or sv.ok.sum() < 2:
+            if name == "train" or sv.ok.sum() < MIN_SHIFT_SAMPLES:
                 continue
             rows = subsample(sv.good, SAMPLE_MAX, ctx.seed)
             with ctx.task(f"train vs {name}", None), one_blas_thread():

@@ -117,14 +117,7 @@ def _to_numbers(values: np.ndarray) -> np.ndarray | None:
 
 
 def from_npz(path: Path) -> tuple[Experiment, str]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except ValueError as e:
-        raise DataError(f"{path}: cannot read arrays ({e}); object arrays are not supported, "
-                        "save numbers (and string labels as fixed-width strings)") from e
-    except Exception as e:  # noqa: BLE001 - zipfile/OSError/... all mean "not a readable npz"
-        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from e
+    arrays = read_npz(path)
     if "X" not in arrays or "y" not in arrays:
         raise DataError(f"{path} must hold arrays 'X' and 'y' (and optionally X_val, y_val, "
                         f"X_test, y_test); it holds {', '.join(sorted(arrays)) or 'nothing'}")
@@ -144,7 +137,7 @@ def from_npz(path: Path) -> tuple[Experiment, str]:
             raise DataError(f"{path}: {xk} is empty")
         if len(X) != len(y):
             raise DataError(f"{path}: {xk} has {len(X)} samples but {yk} has {len(y)}")
-        splits[split] = (X.astype(np.float32), y)
+        splits[split] = (_float32_tensor(X), y)
     # labels are encoded over all splits together so class indices agree
     all_y = np.concatenate([np.asarray(y).reshape(len(y), -1) if np.asarray(y).ndim > 1
                             else np.asarray(y) for _, y in splits.values()])
@@ -160,6 +153,111 @@ def from_npz(path: Path) -> tuple[Experiment, str]:
     if class_names:
         options["data_class_names"] = class_names
     return _experiment(splits, task, path.stem, options), path.stem
+
+
+_ZIP_MAGIC, _NPY_MAGIC = b"PK\x03\x04", b"\x93NUMPY"
+_SAVE_HINT = "save the arrays with np.savez(path, X=X, y=y) (or np.savez_compressed)"
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive. Members stored uncompressed (``np.savez``) are
+    memory-mapped read-only, so a large file is paged in as the checks read it instead of
+    copied into memory; compressed members (``np.savez_compressed``) are decompressed.
+    Anything else gets one message that says what the file is instead."""
+    import zipfile
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{path} is a single .npy array (np.save), not an .npz archive of X "
+                        f"and y; {_SAVE_HINT}")
+    if not head.startswith(_ZIP_MAGIC):
+        what = "an empty file" if not head else f"a file starting with bytes {head!r}"
+        raise DataError(f"{path} is not an .npz archive (an .npz is a zip file; this is "
+                        f"{what}); {_SAVE_HINT}")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataError(f"{path}: a damaged or truncated zip archive ({e}); {_SAVE_HINT}") from e
+    arrays: dict[str, np.ndarray] = {}
+    with zf:
+        members = zf.infolist()
+        other = [m.filename for m in members if not m.filename.endswith(".npy")]
+        if other:
+            raise DataError(f"{path} is a zip archive but not an .npz: it holds "
+                            f"{', '.join(other[:3])}{' ...' if len(other) > 3 else ''}, "
+                            f"{'which is not a NumPy array' if len(other) == 1 else 'not NumPy arrays'}"
+                            f"; {_SAVE_HINT}")
+        for m in members:
+            key = m.filename[:-4]
+            try:
+                arrays[key] = _npz_member(path, zf, m)
+            except DataError:
+                raise
+            except ValueError as e:
+                if "allow_pickle" in str(e) or "object" in str(e).lower():
+                    raise DataError(f"{path}: array {key!r} holds Python objects (dtype=object), "
+                                    "which nnrecipe does not unpickle; save numbers (and string "
+                                    "labels as fixed-width strings, e.g. y.astype(str))") from e
+                raise DataError(f"{path}: array {key!r} cannot be read ({e})") from e
+            except (zipfile.BadZipFile, OSError, EOFError) as e:
+                raise DataError(f"{path}: array {key!r} is damaged or truncated "
+                                f"({type(e).__name__}: {e})") from e
+    return arrays
+
+
+def _float32_tensor(X: np.ndarray) -> torch.Tensor:
+    """A float32 tensor; a float32 (memory-mapped) array is wrapped, not copied. The data
+    stage only reads it (torch warns about read-only arrays; that is what we want here)."""
+    import warnings
+
+    if X.dtype != np.float32 or not X.flags.c_contiguous:
+        return torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(X)
+
+
+def _npz_member(path: Path, zf: Any, m: Any) -> np.ndarray:
+    """One ``.npy`` member: memory-mapped when stored uncompressed, else read."""
+    import struct
+    import zipfile
+
+    fmt = np.lib.format
+    with zf.open(m) as f:
+        if f.read(6) != _NPY_MAGIC[:6]:
+            raise DataError(f"{path}: member {m.filename} is not a NumPy array (no .npy "
+                            f"header); {_SAVE_HINT}")
+    if m.compress_type != zipfile.ZIP_STORED:
+        with zf.open(m) as f:
+            return fmt.read_array(f, allow_pickle=False)
+    with open(path, "rb") as raw:
+        raw.seek(m.header_offset)
+        local = raw.read(30)
+        if len(local) < 30 or local[:4] != _ZIP_MAGIC:
+            raise DataError(f"{path}: member {m.filename} has a damaged zip header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = m.header_offset + 30 + name_len + extra_len
+        raw.seek(start)
+        version = fmt.read_magic(raw)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(raw)
+        else:
+            shape, fortran, dtype = fmt.read_array_header_2_0(raw)
+        offset = raw.tell()
+    if dtype.hasobject:
+        raise ValueError("object arrays need allow_pickle")
+    count = int(np.prod(shape)) if shape else 1
+    if offset + count * dtype.itemsize > start + m.file_size:
+        raise DataError(f"{path}: array {m.filename[:-4]!r} is truncated (the header promises "
+                        f"{shape} {dtype}, the archive holds less)")
+    if count == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
+                     order="F" if fortran else "C")
 
 
 # ---------------------------------------------------------------------- csv

@@ -644,22 +644,32 @@ def image_layout(shape: tuple[int, ...], width: int) -> tuple[int, int, int]:
 
 
 def _build_rep(splits: dict[str, SplitView], kind: str, shape: tuple[int, ...], seed: int) -> str:
+    """Standardise with the training statistics (float64, constant-aware: see
+    :mod:`nnrecipe.data.stats`), then reduce wide rows by PCA."""
+    from nnrecipe.data.stats import column_stats, distance_scale, group_stats
+
     tr = splits["train"]
     good = tr.good
     d = tr.X.shape[1]
+    st_tr = column_stats(tr.X, good)
     if kind == IMAGE:
         c, h, w = image_layout(shape, d)
-        Xg = tr.X[good].reshape(-1, c, h * w) if len(good) else np.zeros((0, c, h * w))
-        mean = Xg.mean(axis=(0, 2)) if len(good) else np.zeros(c)
-        std = Xg.std(axis=(0, 2)) if len(good) else np.ones(c)
-        mean = np.repeat(mean, h * w).astype(np.float32)
-        std = np.repeat(np.where(std > 0, std, 1.0), h * w).astype(np.float32)
+        if len(good):
+            ch_tr = group_stats(st_tr, c)
+            mean = np.repeat(ch_tr.mean, h * w)
+            inv = np.repeat(distance_scale(ch_tr), h * w)
+        else:
+            mean, inv = np.zeros(d), np.ones(d)
         info = f"pixels downsampled to {c}x{h}x{w}, standardised per channel"
     else:
-        mean = tr.X[good].mean(0) if len(good) else np.zeros(d, np.float32)
-        std = tr.X[good].std(0) if len(good) else np.ones(d, np.float32)
-        std = np.where(std > 0, std, 1.0).astype(np.float32)
+        mean = st_tr.mean if len(good) else np.zeros(d)
+        inv = distance_scale(st_tr) if len(good) else np.ones(d)
         info = "features standardised with the training mean and std"
+    dropped = int((inv == 0).sum())
+    if dropped and kind != IMAGE:
+        info += (f" ({dropped} feature{'s' if dropped > 1 else ''} constant in train left out "
+                 "of distances)")
+    mean32, inv32 = mean.astype(np.float32), inv.astype(np.float32)
     pca = None
     if d > MAX_REP_DIMS and len(good) > PCA_DIMS:
         from sklearn.decomposition import PCA
@@ -667,12 +677,12 @@ def _build_rep(splits: dict[str, SplitView], kind: str, shape: tuple[int, ...], 
         rng = np.random.default_rng(seed)
         fit = good if len(good) <= PCA_FIT else np.sort(rng.choice(good, PCA_FIT, replace=False))
         pca = PCA(PCA_DIMS, svd_solver="randomized", random_state=seed)
-        pca.fit((tr.X[fit] - mean) / std)
+        pca.fit((tr.X[fit] - mean32) * inv32)
         info += f", reduced to {PCA_DIMS} PCA components"
     for sv in splits.values():
         rep = np.zeros((sv.n, PCA_DIMS if pca is not None else d), dtype=np.float32)
         for start in range(0, sv.n, 65536):
-            block = (sv.X[start:start + 65536] - mean) / std
+            block = (sv.X[start:start + 65536] - mean32) * inv32
             rep[start:start + len(block)] = pca.transform(block) if pca is not None else block
         rep[~sv.ok] = 0
         sv.rep = rep
