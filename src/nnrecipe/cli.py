@@ -284,7 +284,10 @@ def demo_cmd(out: OutOpt = None, fail_on: FailOpt = FailOn.error,
 
 @app.command("lab")
 def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all'; none lists them")] = None,
-            out: OutOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+            out: OutOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+            seed: Annotated[int, typer.Option("--seed", help="the first seed")] = 0,
+            seeds: Annotated[int, typer.Option("--seeds", min=1, help="seeds each conclusion is decided over")] = 3,
+            jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="worker processes [default: 2 for 'all', else 1]")] = None) -> None:
     """The training questions, answered by experiment."""
     try:
         from nnrecipe import lab
@@ -304,7 +307,7 @@ def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all';
     try:
         _apply_threads()
         with make_progress(err_console, quiet) as progress:
-            page = lab.run(topic, out_dir, progress=progress)
+            page = lab.run(topic, out_dir, progress=progress, seed=seed, seeds=seeds, jobs=jobs)
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
     console.print(f"lab page: {page}")

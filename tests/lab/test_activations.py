@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
-from tests.lab.helpers import measure
+import pytest
+
+from tests.lab.helpers import expect, expect_conclusion, measure
+
+pytestmark = pytest.mark.statistical
 
 
 def test_activation_derivatives_come_from_autograd_and_match_the_textbook() -> None:
+    # exact on every seed (float64 autograd vs formulas; only the random samples change)
     n, c = measure("activations")
     f = n["functions"]
-    assert c.shown
-    assert n["sigmoid_formula_max_error"] < 1e-12
-    assert n["jacobian_offdiag_max"] == 0.0
-    assert abs(f["sigmoid"]["max_derivative"] - 0.25) < 1e-6
-    assert abs(f["tanh"]["max_derivative"] - 1.0) < 1e-6
-    assert f["relu"]["derivative_at_0"] == 0.0  # PyTorch's subgradient at 0
-    assert abs(f["leaky_relu"]["derivative_at_0"] - 0.01) < 1e-12
-    assert abs(f["relu"]["zero_grad_fraction_normal"] - 0.5) < 0.01
-    assert f["leaky_relu"]["zero_grad_fraction_normal"] == 0.0
+    expect_conclusion(c)
+    expect(n["sigmoid_formula_max_error"], "<", 1e-12, "sigmoid formula error")
+    expect(n["jacobian_offdiag_max"], "==", 0.0, "Jacobian off-diagonal")
+    expect(abs(f["sigmoid"]["max_derivative"] - 0.25), "<", 1e-6, "sigmoid peak - 0.25")
+    expect(abs(f["tanh"]["max_derivative"] - 1.0), "<", 1e-6, "tanh peak - 1")
+    expect(f["relu"]["derivative_at_0"], "==", 0.0, "ReLU subgradient at 0")
+    expect(abs(f["leaky_relu"]["derivative_at_0"] - 0.01), "<", 1e-12, "leaky slope at 0")
+    # 100 000 N(0, 1) samples: the fraction below 0 is 0.5 +- 0.0016 (sd)
+    expect(abs(f["relu"]["zero_grad_fraction_normal"] - 0.5), "<", 0.01, "ReLU zero-grad - 0.5")
+    expect(f["leaky_relu"]["zero_grad_fraction_normal"], "==", 0.0, "leaky zero-grad")
 
 
 def test_a_too_large_learning_rate_kills_relus_and_not_leaky_ones() -> None:
-    # seeds 0-4: worst-layer dead ReLUs 88-97% after lr 0.1, 88-97% still dead after the lower
-    # rate; leaky ReLU 0% zero-gradient units in every seed; the healthy net 5-8% dead.
     n, c = measure("dead-relu")
     relu, leaky, healthy = n["runs"]["relu"], n["runs"]["leaky_relu"], n["healthy"]
-    assert c.shown
-    assert max(relu["dead_after_big_lr"]) > 0.6
-    assert max(relu["zero_grad_after_big_lr"]) > 0.6
-    assert max(relu["dead_after_recovery"]) > 0.6  # a lower rate does not bring them back
-    assert max(leaky["zero_grad_after_big_lr"]) == 0.0
-    assert max(healthy["dead"]) < 0.25
-    assert healthy["val_accuracy"] > relu["val_accuracy"] + 0.2
+    expect_conclusion(c)
+    expect(relu["worst_dead_after_big_lr"], ">", 0.6, "dead ReLUs after lr 0.1")
+    expect(relu["worst_zero_grad_after_big_lr"], ">", 0.6, "zero-gradient ReLUs")
+    # a lower rate does not bring them back
+    expect(relu["worst_dead_after_recovery"], ">", 0.6, "dead ReLUs after recovery")
+    expect(leaky["worst_zero_grad_after_big_lr"], "==", 0.0, "zero-gradient leaky ReLUs")
+    expect(healthy["worst_dead"], "<", 0.25, "dead ReLUs at a sane rate")
+    expect(healthy["val_accuracy"] - relu["val_accuracy"], ">", 0.2,
+           "accuracy, healthy - after lr 0.1")

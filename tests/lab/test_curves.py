@@ -2,44 +2,46 @@
 
 from __future__ import annotations
 
-from nnrecipe.lab.topics.curves import swing
-from tests.lab.helpers import measure
+import pytest
+
+from tests.lab.helpers import expect, expect_conclusion, measure
+
+pytestmark = pytest.mark.statistical
 
 
 def test_validation_below_training_from_averaging_and_from_dropout() -> None:
-    # seeds 0-4 (4 epochs): epoch-1 gap 30-32% with no dropout, averaging explains all of it;
-    # with dropout 0.6 the last epoch's train-mode/eval-mode gap is 0.12-0.15.
     n, c = measure("val-below-train", epochs=4)
     plain, drop = n["runs"].values()
-    assert c.shown
-    assert plain["val"][0] < 0.8 * plain["train_mean"][0]
+    expect_conclusion(c)
+    expect(plain["val"][0] / plain["train_mean"][0], "<", 0.8,
+           "epoch 1, validation / epoch-mean training loss")
     averaging = plain["train_mean"][0] - plain["train_mode_end"][0]
-    assert averaging > 0.8 * (plain["train_mean"][0] - plain["val"][0])
-    assert drop["train_mode_end"][-1] - drop["train_eval_end"][-1] > 0.05
-    assert drop["val"][-1] < 0.85 * drop["train_mean"][-1]
+    expect(averaging / (plain["train_mean"][0] - plain["val"][0]), ">", 0.8,
+           "share of the epoch-1 gap from averaging")
+    expect(drop["train_mode_end"][-1] - drop["train_eval_end"][-1], ">", 0.05,
+           "dropout: train-mode - eval-mode loss")
+    expect(drop["val"][-1] / drop["train_mean"][-1], "<", 0.85,
+           "dropout, last epoch: validation / training loss")
 
 
 def test_early_stopping_criteria_stop_near_the_best_epoch_of_an_overfitting_run() -> None:
-    # seeds 0-5 (40 epochs): validation best at epochs 11-25, 8-31% worse by the end; patience
-    # 3/5 always keep the best weights (regret 0%) and save 38-65% of the epochs; PQ with
-    # these alphas never fires while the noisy-label training loss keeps falling.
     n, c = measure("early-stopping", epochs=40)
-    val = n["val"]
-    assert c.shown
-    assert val[-1] > 1.05 * min(val)
+    expect_conclusion(c)
+    expect(n["rise"], ">", 0.05, "final validation loss / best - 1")
     stop = n["stops"]["patience 5"]
-    assert stop is not None and stop < n["epochs"]
-    assert min(val[:stop]) <= 1.02 * min(val)
-    # the page also reports the monitor's overfitting finding; it is not asserted here: on
-    # seed 3 the curve ends only 8% above its best at 40 epochs, under the detector's 10%
+    assert stop is not None
+    expect(stop, "<", n["epochs"], "patience 5 stop epoch")
+    expect(n["rows"]["patience 5"]["regret"], "<", 0.02, "patience 5 regret")
+    # the page also reports the monitor's overfitting finding; it is not asserted here (the
+    # curve can end under the detector's line at 40 epochs)
 
 
 def test_fluctuating_weights_are_calmed_by_averaging_and_a_lower_rate() -> None:
-    # seeds 0-3 (8 epochs): epoch-to-epoch jumps 26-59% at Adam 5e-2 vs 4-11% at 5e-3; the
-    # EMA of the weights ends at 0.16-0.43 vs 0.37-0.81 for the last iterate.
-    n, c = measure("weights-fluctuating", epochs=8)
+    # The page's 12 epochs: the jump is a median over the second half, 6 epoch-to-epoch steps
+    # (8 epochs left 4, and on another CPU the ratio came out at 2.6-2.8).
+    n, c = measure("weights-fluctuating", epochs=12)
     high, ema, low = n["runs"].values()
-    assert swing(high["val"]) > 2 * swing(low["val"])
-    assert ema["val"][-1] < high["val"][-1]
-    assert low["val"][-1] < high["val"][-1]
-    assert c.shown
+    expect(high["swing"] / low["swing"], ">", 3, "jump, high rate / low rate")
+    expect(high["val"][-1] - ema["val"][-1], ">", 0, "final loss, high rate - its EMA")
+    expect(high["val"][-1] - low["val"][-1], ">", 0, "final loss, high rate - low rate")
+    expect_conclusion(c)

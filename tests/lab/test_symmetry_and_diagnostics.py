@@ -7,20 +7,21 @@ import os
 import pytest
 
 from nnrecipe.lab.topics.diagnostics import ROW_NAMES
-from tests.lab.helpers import measure
+from tests.lab.helpers import expect, expect_conclusion, measure
+
+pytestmark = pytest.mark.statistical
 
 
 def test_permuted_hidden_units_compute_the_same_function_and_the_path_between_rises() -> None:
-    # seeds 0-2: output difference <= 2e-6, weights moved >= 127% of their norm, loss at the
-    # ends 0.097-0.101 and 0.44-0.72 halfway.
     n, c = measure("permutation-symmetry", permutations=2, points=11)
-    assert c.shown
+    expect_conclusion(c)
     for r in n["runs"]:
-        assert r["max_output_difference"] < 1e-4
-        assert r["weight_distance"] > 0.5
+        expect(r["max_output_difference"], "<", 1e-4, "output change")
+        expect(r["weight_distance"], ">", 0.5, "weight distance / norm")
         path = r["path_loss"]
-        assert abs(path[0] - path[-1]) < 1e-4
-        assert max(path) > 2 * path[0]  # convexity would forbid any rise above the ends
+        expect(abs(path[0] - path[-1]), "<", 1e-4, "|loss at the two ends|")
+        # convexity would forbid any rise above the ends
+        expect(max(path) / path[0], ">", 2, "highest point / ends")
 
 
 QUICK_ROWS = ("healthy (control)", "exploding gradients", "learning rate far too low",
@@ -28,13 +29,12 @@ QUICK_ROWS = ("healthy (control)", "exploding gradients", "learning rate far too
 
 
 def test_broken_runs_are_named_by_the_train_stage_detectors() -> None:
-    # the quick rows; seeds 0-2 diagnosed all of them (the full table: every row, seeds 0-2)
     n, c = measure("training-problems", rows=QUICK_ROWS)
     rows = {r["name"]: r for r in n["rows"]}
     assert rows["healthy (control)"]["raised"] == []
     for name in QUICK_ROWS[1:]:
         assert rows[name]["diagnosed"], (name, rows[name]["raised"])
-    assert c.shown
+    expect_conclusion(c)
 
 
 @pytest.mark.slow
@@ -44,4 +44,4 @@ def test_every_row_of_the_table_is_diagnosed() -> None:
     n, c = measure("training-problems", rows=ROW_NAMES)
     missed = [(r["name"], r["raised"]) for r in n["rows"] if not r["diagnosed"]]
     assert not missed
-    assert c.shown
+    expect_conclusion(c)

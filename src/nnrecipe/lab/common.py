@@ -20,6 +20,7 @@ from torch import nn
 from nnrecipe.core.context import Context
 from nnrecipe.core.fit import Callback, FitHistory, SchedulerFactory, fit
 from nnrecipe.experiment import Experiment
+from nnrecipe.lab.spread import Band, fmt_spread, with_sd
 
 
 @dataclass(frozen=True)
@@ -230,9 +231,13 @@ def diagnosed(monitor: Any) -> list[dict[str, str]]:
             for f in diagnosis.findings]
 
 
-def fired(findings: list[dict[str, str]]) -> str:
-    """'code, code' or 'no finding'."""
-    return ", ".join(f["code"] for f in findings) or "no finding"
+def fired(findings: list[dict[str, Any]]) -> str:
+    """'code, code' or 'no finding'; over several seeds 'code (2 of 3 seeds)'."""
+    def one(f: dict[str, Any]) -> str:
+        if "of" in f and f["seeds"] < f["of"]:
+            return f"{f['code']} ({f['seeds']} of {f['of']} seeds)"
+        return str(f["code"])
+    return ", ".join(one(f) for f in findings) or "no finding"
 
 
 def linear_baseline(data: Data) -> dict[str, dict[str, float]]:
@@ -253,7 +258,8 @@ def finite(values: Sequence[float], cap: float = 1e6) -> list[float]:
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
-    """Trailing moving average (for plotting noisy step losses)."""
+    """Trailing moving average (for plotting noisy step losses); a curve averaged over seeds
+    stays one (its spread smoothed the same way)."""
     out, acc = [], 0.0
     buf: list[float] = []
     for v in values:
@@ -262,16 +268,38 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
         if len(buf) > window:
             acc -= buf.pop(0)
         out.append(acc / len(buf))
-    return out
+    if not isinstance(values, Band):
+        return out
+    sds = smooth([v.sd if math.isfinite(v.sd) else 0.0 for v in values], window)
+    return Band(with_sd(m, sd) for m, sd in zip(out, sds, strict=True))
 
 
 def fmt(v: float) -> str:
-    """A number for a sentence: 3 significant digits, scientific when tiny or huge."""
-    if not math.isfinite(v):
-        return str(v)
-    if v == 0 or 1e-3 <= abs(v) < 1e5:
-        return f"{v:.3g}"
-    return f"{v:.2e}"
+    """A number for a sentence: 3 significant digits, scientific when tiny or huge; a mean
+    over seeds as ``mean ± sd``."""
+    return fmt_spread(v)
+
+
+def sd_of(v: Any) -> float:
+    """One standard deviation over seeds (0 for a plain number), for error bars."""
+    sd = getattr(v, "sd", 0.0)
+    return float(sd) if math.isfinite(sd) else 0.0
+
+
+def line(ax: Any, xs: Sequence[float] | None, ys: Sequence[float], *args: Any,
+         band: bool = True, **kw: Any) -> Any:
+    """``ax.plot(xs, ys, ...)``; when ``ys`` is a curve averaged over seeds (a ``Band``) also
+    shade mean ± one standard deviation in the line's colour."""
+    xs = list(range(len(ys))) if xs is None else list(xs)
+    n = min(len(xs), len(ys))
+    def clean(vs: Sequence[float]) -> list[float]:
+        return [float(v) if math.isfinite(v) else math.nan for v in vs[:n]]
+
+    (artist,) = ax.plot(xs[:n], clean(ys), *args, **kw)
+    if band and isinstance(ys, Band) and n:
+        ax.fill_between(xs[:n], clean(ys.lo), clean(ys.hi), color=artist.get_color(),
+                        alpha=0.18, lw=0)
+    return artist
 
 
 def grid_legend(*axes: Any, fontsize: int = 8, **legend: Any) -> None:

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from nnrecipe.core.findings import to_jsonable
 from nnrecipe.core.results import FigureArtifact, figure_to_png
 from nnrecipe.lab._base import Conclusion, Numbers, Plot, Topic
+from nnrecipe.lab.spread import criteria_rows
 from nnrecipe.report.html import _fmt
 
 _env = Environment(loader=PackageLoader("nnrecipe", "lab/templates"),
@@ -45,6 +46,8 @@ class Entry:
     error: str = ""
     seconds: float = 0.0
     seed: int = 0
+    seeds: list[int] = field(default_factory=list)  # the seeds the conclusion is decided over
+    per_seed: list[Numbers] = field(default_factory=list)  # each seed's own numbers
 
     @property
     def href(self) -> str:
@@ -78,6 +81,16 @@ def numbers_json(numbers: Numbers) -> str:
     return json.dumps(to_jsonable(numbers), indent=1, allow_nan=False)
 
 
+def entry_json(entry: Entry) -> str:
+    """The numbers behind a page: each seed's own, and the criteria decided over them."""
+    if not entry.per_seed:
+        return numbers_json(entry.numbers) if entry.numbers else ""
+    crit = criteria_rows(entry.conclusion) if entry.conclusion else []
+    return numbers_json({"seeds": entry.seeds, "criteria": crit,
+                         "per_seed": dict(zip(map(str, entry.seeds), entry.per_seed,
+                                              strict=False))})
+
+
 def write_topic(entry: Entry, out_dir: Path, *, index_link: bool = False) -> Path:
     from nnrecipe import __version__
 
@@ -86,24 +99,28 @@ def write_topic(entry: Entry, out_dir: Path, *, index_link: bool = False) -> Pat
     for i, p in enumerate(entry.plots):
         plots_dir.mkdir(exist_ok=True)
         (plots_dir / f"{entry.topic.name}-{i}-{_slug(p.title)}.png").write_bytes(p.artifact.png)
-    text = numbers_json(entry.numbers) if entry.numbers else ""
+    text = entry_json(entry)
     if text:
         (out_dir / f"{entry.topic.name}.json").write_text(text)
     html = _env.get_template("topic.html.j2").render(
         topic=entry.topic, conclusion=entry.conclusion, plots=entry.plots, table=entry.table,
         error=entry.error, seconds=entry.seconds, seed=entry.seed, version=__version__,
+        seeds=entry.seeds or [entry.seed],
+        criteria=criteria_rows(entry.conclusion) if entry.conclusion else [],
         codes=_code_rows(entry.topic.codes), numbers_json=text, index_link=index_link)
     path = out_dir / entry.href
     path.write_text(html, encoding="utf-8")
     return path
 
 
-def write_index(entries: list[Entry], out_dir: Path, *, seconds: float, seed: int) -> Path:
+def write_index(entries: list[Entry], out_dir: Path, *, seconds: float, seed: int,
+                seeds: list[int] | None = None) -> Path:
     from nnrecipe import __version__
 
     ok = [e for e in entries if not e.error and e.conclusion is not None]
     html = _env.get_template("index.html.j2").render(
         entries=entries, seconds=seconds, seed=seed, version=__version__,
+        seeds=seeds or [seed],
         shown=sum(1 for e in ok if e.conclusion.shown),  # type: ignore[union-attr]
         not_shown=sum(1 for e in ok if not e.conclusion.shown),  # type: ignore[union-attr]
         crashed=sum(1 for e in entries if e.error))

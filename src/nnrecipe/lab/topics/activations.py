@@ -16,7 +16,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
+from nnrecipe.lab._base import (
+    Conclusion,
+    Lab,
+    Numbers,
+    Plot,
+    Topic,
+    above,
+    below,
+    check,
+    decided,
+    register,
+)
 from nnrecipe.lab.common import (
     diagnosed,
     evaluate,
@@ -25,6 +36,7 @@ from nnrecipe.lab.common import (
     grid_legend,
     load,
     mlp,
+    sd_of,
     sgd_steps,
     watch,
 )
@@ -110,7 +122,13 @@ def conclude_activations(n: Numbers) -> Conclusion:
         f"at exactly x=0 autograd returns {fmt(relu['derivative_at_0'])} for ReLU and "
         f"{fmt(leaky['derivative_at_0'])} for leaky ReLU",
     ]
-    shown = formula_ok and diagonal and relu["derivative_at_0"] in (0.0, 1.0)
+    # float64 round-off is ~1e-16; 1e-12 leaves room for a few operations
+    crit = [below("largest |autograd − σ(1−σ)| (elementwise and Jacobian diagonal)",
+                  max(n["sigmoid_formula_max_error"], n["jacobian_diag_error"]), 1e-12),
+            check("the sigmoid's Jacobian is diagonal", diagonal),
+            check("ReLU's autograd derivative at 0 is a subgradient (0 or 1)",
+                  relu["derivative_at_0"] in (0.0, 1.0))]
+    shown = decided(crit) and formula_ok
     if shown:
         text = (f"ReLU is not differentiable at 0; PyTorch uses the subgradient "
                 f"{fmt(relu['derivative_at_0'])} there (any value in [0, 1] is a valid "
@@ -127,7 +145,7 @@ def conclude_activations(n: Numbers) -> Conclusion:
     else:
         text = ("The autograd derivatives did not match the textbook formulas here (see the "
                 "numbers): the sigmoid check failed or ReLU's gradient at 0 is outside [0, 1].")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_activations(n: Numbers) -> list[Plot]:
@@ -210,6 +228,10 @@ def measure_dead(lab: Lab, hidden: int = 64, depth: int = 3, burn_epochs: int = 
             task.advance()
             run["dead_after_recovery"] = dead_fractions(model, data.X)
             run["val_accuracy"] = evaluate(model, data.Xv, data.yv)["accuracy"]
+            # the worst layer, per seed (a maximum does not survive averaging)
+            for key in ("dead_init", "dead_after_big_lr", "zero_grad_after_big_lr",
+                        "dead_after_recovery"):
+                run[f"worst_{key}"] = max(run[key])
             out["runs"][name] = run
     # a healthy reference: the same ReLU net at the safe learning rate throughout
     torch.manual_seed(lab.seed)
@@ -218,21 +240,22 @@ def measure_dead(lab: Lab, hidden: int = 64, depth: int = 3, burn_epochs: int = 
     mon = watch(model, opt)
     sgd_steps(model, opt, data.X, data.y, batch_size=32, epochs=burn_epochs + recover_epochs,
               seed=lab.seed, on_step=lambda i, v: mon.record_loss(v))
-    out["healthy"] = {"dead": dead_fractions(model, data.X), "findings": diagnosed(mon),
+    dead = dead_fractions(model, data.X)
+    out["healthy"] = {"dead": dead, "worst_dead": max(dead), "findings": diagnosed(mon),
                       "val_accuracy": evaluate(model, data.Xv, data.yv)["accuracy"]}
     return out
 
 
 def conclude_dead(n: Numbers) -> Conclusion:
     relu, leaky, healthy = n["runs"]["relu"], n["runs"]["leaky_relu"], n["healthy"]
-    relu_dead = max(relu["dead_after_big_lr"])
-    relu_zero = max(relu["zero_grad_after_big_lr"])
-    relu_after = max(relu["dead_after_recovery"])
-    leaky_zero = max(leaky["zero_grad_after_big_lr"])
-    leaky_after = max(leaky["dead_after_recovery"])
-    healthy_dead = max(healthy["dead"])
+    relu_dead = relu["worst_dead_after_big_lr"]
+    relu_zero = relu["worst_zero_grad_after_big_lr"]
+    relu_after = relu["worst_dead_after_recovery"]
+    leaky_zero = leaky["worst_zero_grad_after_big_lr"]
+    leaky_after = leaky["worst_dead_after_recovery"]
+    healthy_dead = healthy["worst_dead"]
     obs = [
-        f"at initialisation no layer has more than {max(relu['dead_init']):.0%} dead units",
+        f"at initialisation no layer has more than {relu['worst_dead_init']:.0%} dead units",
         f"after {DEAD_BIG_LR:g} (Adam) for a few epochs: up to {relu_dead:.0%} of a layer's ReLU "
         f"units are never active on the training set, and {relu_zero:.0%} get exactly zero "
         f"gradient",
@@ -247,7 +270,13 @@ def conclude_dead(n: Numbers) -> Conclusion:
         f"(ReLU), {fired(leaky.get('findings', []))} (leaky ReLU: its hooks watch ReLU units "
         f"only); on the healthy run: {fired(healthy.get('findings', []))}",
     ]
-    shown = relu_dead >= 0.3 and relu_zero >= 0.3 and leaky_zero == 0.0 and healthy_dead < relu_dead
+    # "many dead": 30% of a layer, far past the 0-2% a healthy ReLU layer shows
+    crit = [above("worst layer: ReLUs never active after the large rate", relu_dead, 0.3),
+            above("worst layer: ReLUs with exactly zero gradient", relu_zero, 0.3),
+            below("worst layer: leaky ReLUs with exactly zero gradient", leaky_zero, 1e-9),
+            above("dead ReLUs after the large rate − at a sane rate throughout",
+                  relu_dead - healthy_dead, 0.0)]
+    shown = decided(crit)
     if shown:
         text = (f"A too-large learning rate killed up to {relu_dead:.0%} of a layer's ReLUs: their "
                 f"pre-activation is negative for every training input, so their gradient is "
@@ -258,7 +287,7 @@ def conclude_dead(n: Numbers) -> Conclusion:
     else:
         text = (f"This run did not produce many dead ReLUs (at most {relu_dead:.0%} of a layer, "
                 f"{relu_zero:.0%} with zero gradient; leaky ReLU {leaky_zero:.0%}).")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_dead(n: Numbers) -> list[Plot]:
@@ -266,13 +295,13 @@ def draw_dead(n: Numbers) -> list[Plot]:
     series: dict[str, list[float]] = {}
     for name, run in n["runs"].items():
         for phase in ("dead_init", "dead_after_big_lr", "dead_after_recovery"):
-            series.setdefault(name, []).append(max(run[phase]))
+            series.setdefault(name, []).append(run[f"worst_{phase}"])
     phases = ["at init", f"after lr {DEAD_BIG_LR:g}", f"after lr {DEAD_LR:g}"]
     width = 0.38
     for i, (name, values) in enumerate(series.items()):
-        ax.bar([j + (i - 0.5) * width for j in range(3)], values, width, label=name,
-               color=COLORS[i])
-    ax.axhline(max(n["healthy"]["dead"]), ls="--", color=COLORS[2], lw=1,
+        ax.bar([j + (i - 0.5) * width for j in range(3)], [float(v) for v in values], width,
+               yerr=[sd_of(v) for v in values], capsize=3, label=name, color=COLORS[i])
+    ax.axhline(n["healthy"]["worst_dead"], ls="--", color=COLORS[2], lw=1,
                label=f"ReLU at lr {DEAD_LR:g} throughout")
     ax.set_xticks(range(3), phases)
     ax.set(ylabel="never-active units (worst layer)", ylim=(0, 1),
@@ -280,7 +309,8 @@ def draw_dead(n: Numbers) -> list[Plot]:
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return [Plot("Fraction of hidden units never active on the training set", fig,
-                 "worst hidden layer of a 3-layer MLP on digits")]
+                 "worst hidden layer of a 3-layer MLP on digits; error bars: ± one standard "
+                 "deviation over the seeds")]
 
 
 DEAD_RELU = register(Topic(

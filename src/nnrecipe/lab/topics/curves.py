@@ -13,14 +13,32 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory
-from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import Data, evaluate, fmt, grid_legend, load, mlp, train_watched
+from nnrecipe.lab._base import (
+    Conclusion,
+    Lab,
+    Numbers,
+    Plot,
+    Topic,
+    above,
+    decided,
+    ratio_above,
+    register,
+)
+from nnrecipe.lab.common import (
+    Data,
+    evaluate,
+    fired,
+    fmt,
+    grid_legend,
+    line,
+    load,
+    mlp,
+    train_watched,
+)
 from nnrecipe.lab.topics.learning_rate import _noisy_labels
 from nnrecipe.report.plots import COLORS, new_figure
 
-
-def _fired(findings: list[dict[str, str]]) -> str:
-    return ", ".join(f["code"] for f in findings) or "no finding"
+_fired = fired
 
 
 # ----------------------------------------------------------------- validation below training
@@ -84,9 +102,18 @@ def conclude_val_below(n: Numbers) -> Conclusion:
         + (f" (cause named: {drop['verdict']['cause']})" if drop["verdict"]["fires"] else "")
         + f"; on the {names[0]} run: {_fired(plain['findings'])}",
     ]
-    averaging_shown = gap1 > 0.1 and p1["averaging"] > 0.5 * (plain["train_mean"][0] - plain["val"][0])
-    dropout_shown = gapd > 0.05 and dl["dropout"] > max(dl["averaging"], dl["rest"])
-    shown = averaging_shown and dropout_shown
+    gap = plain["train_mean"][0] - plain["val"][0]
+    # lines from reasoning: a 10% gap is one the eye notices on a curve; "explains" = more
+    # than half of it; with dropout a 5% gap at the end, dropout's part the largest of three
+    crit = [above("epoch-1 gap below the epoch-mean training loss, no dropout", gap1, 0.1),
+            above("share of that gap from averaging over the epoch",
+                  p1["averaging"] / gap if gap > 0 else 0.0, 0.5),
+            above(f"last-epoch gap, {names[1]}", gapd, 0.05),
+            above("dropout's part less the larger other part (last epoch)",
+                  dl["dropout"] - max(dl["averaging"], dl["rest"]), 0.0)]
+    averaging_shown = crit[0].holds and crit[1].holds
+    dropout_shown = crit[2].holds and crit[3].holds
+    shown = decided(crit)
     if shown:
         text = (f"Two causes, both reproduced. (1) The training loss reported for an epoch is "
                 f"the average over its steps, taken while the model was still improving; the "
@@ -104,19 +131,19 @@ def conclude_val_below(n: Numbers) -> Conclusion:
         text = ("The run did not show both causes clearly: "
                 + (f"epoch-1 gap {gap1:.0%}; " if not averaging_shown else "")
                 + (f"dropout gap at the end {gapd:.0%}." if not dropout_shown else ""))
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_val_below(n: Numbers) -> list[Plot]:
     fig, axes = new_figure(width=10, height=3.6, ncols=2)
     for ax, (name, r) in zip(axes, n["runs"].items(), strict=True):
         xs = np.arange(1, len(r["val"]) + 1)
-        ax.plot(xs, r["train_mean"], "o-", ms=3, color=COLORS[1], label="training (epoch mean)")
-        ax.plot(xs, r["train_mode_end"], "s--", ms=3, color=COLORS[3],
-                label="training, end of epoch, train mode")
-        ax.plot(xs, r["train_eval_end"], "^--", ms=3, color=COLORS[2],
-                label="training, end of epoch, eval mode")
-        ax.plot(xs, r["val"], "o-", ms=3, color=COLORS[0], label="validation")
+        line(ax, xs, r["train_mean"], "o-", ms=3, color=COLORS[1], label="training (epoch mean)")
+        line(ax, xs, r["train_mode_end"], "s--", ms=3, color=COLORS[3],
+             label="training, end of epoch, train mode")
+        line(ax, xs, r["train_eval_end"], "^--", ms=3, color=COLORS[2],
+             label="training, end of epoch, eval mode")
+        line(ax, xs, r["val"], "o-", ms=3, color=COLORS[0], label="validation")
         ax.set(title=name, xlabel="epoch", ylabel="loss", yscale="log")
         grid_legend(ax, fontsize=7)
     return [Plot("Why validation loss can sit below training loss", fig,
@@ -178,42 +205,60 @@ def measure_stopping(lab: Lab, epochs: int = 50, train_samples: int = 300,
                 stop = i + 1
                 break
         stops[name] = stop
-    return {"epochs": len(val), "val": val, "train": tr, "stops": stops,
-            "accuracy": w.history.val_metric("accuracy"), "findings": w.findings(),
-            "train_samples": train_samples, "val_samples": val_samples}
+    n = {"epochs": len(val), "val": val, "train": tr, "stops": stops,
+         "accuracy": w.history.val_metric("accuracy"), "findings": w.findings(),
+         "train_samples": train_samples, "val_samples": val_samples,
+         "best_epoch": int(np.argmin(val)) + 1, "best_val": min(val),
+         "rise": val[-1] / min(val) - 1}
+    # per seed (a stop epoch and its regret do not survive averaging curves)
+    n["rows"] = {name: _stop_row(val, stop) for name, stop in stops.items()}
+    n["good"] = sum(1 for name, r in n["rows"].items()
+                    if stops[name] is not None and _good(r))
+    return n
 
 
-def _stop_row(n: Numbers, stop: int | None) -> dict[str, float]:
-    val = n["val"]
+def _stop_row(val: list[float], stop: int | None) -> dict[str, float]:
     end = stop or len(val)
     best_seen = min(val[:end])
     return {"stop": end, "best_kept": best_seen, "regret": best_seen / min(val) - 1,
             "saved": 1 - end / len(val)}
 
 
+# a criterion is "good" when it keeps weights within 2% of the best validation loss and saves
+# over 20% of the epochs (reasoning: 2% is under the epoch-to-epoch noise of this curve,
+# 20% is a saving worth a rule)
+def _good(row: dict[str, float]) -> bool:
+    return row["regret"] < 0.02 and row["saved"] > 0.2
+
+
 def conclude_stopping(n: Numbers) -> Conclusion:
     val = n["val"]
-    best = int(np.argmin(val)) + 1
-    rows = {name: _stop_row(n, s) for name, s in n["stops"].items()}
+    best = n["best_epoch"]
+    rows = n["rows"]
     fired = {k: r for k, r in rows.items() if n["stops"][k] is not None}
-    obs = [f"the validation loss is lowest at epoch {best} ({fmt(min(val))}) and ends at "
-           f"{fmt(val[-1])} after {n['epochs']} epochs ({val[-1] / min(val) - 1:.0%} above)"]
+    obs = [f"the validation loss is lowest at epoch {fmt(best)} ({fmt(n['best_val'])}) and "
+           f"ends at {fmt(val[-1])} after {n['epochs']} epochs ({n['rise']:.0%} above)"]
     for name, r in rows.items():
-        obs.append(f"{name}: " + (f"stops at epoch {r['stop']}" if n["stops"][name] else
+        obs.append(f"{name}: " + (f"stops at epoch {fmt(r['stop'])}" if n["stops"][name] else
                                   f"never stops in {n['epochs']} epochs")
                    + f", best weights kept {fmt(r['best_kept'])} ({r['regret']:.1%} above the "
                      f"best), {r['saved']:.0%} of the epochs saved")
     obs.append(f"nnrecipe's detectors on the full run: {_fired(n['findings'])}")
-    overfit = val[-1] > 1.05 * min(val)
-    good = [k for k, r in fired.items() if r["regret"] < 0.02 and r["saved"] > 0.2]
-    shown = overfit and bool(good)
+    # a validation loss that ends 5% above its best: an overfitting run worth stopping early
+    crit = [above("validation loss at the end over its best, minus 1", n["rise"], 0.05),
+            above("criteria that kept the best within 2% and saved 20% of the epochs",
+                  n["good"], 0.5)]
+    overfit = crit[0].holds
+    good = [k for k, r in fired.items() if _good(r)]
+    shown = decided(crit) and bool(good)
     if shown:
         earliest = min(fired, key=lambda k: fired[k]["stop"])
         safest = min(fired, key=lambda k: (fired[k]["regret"], -fired[k]["saved"]))
         never = [k for k in rows if n["stops"][k] is None]
         text = (f"On this overfitting run (validation best at epoch {best}, "
                 f"{val[-1] / min(val) - 1:.0%} worse by epoch {n['epochs']}), "
-                f"{len(good)} of {len(rows)} criteria stopped within 2% of the best validation "
+                f"{len(good)} of {len(rows)} criteria (on average over the seeds) stopped within "
+                f"2% of the best validation "
                 f"loss while saving over 20% of the epochs. {earliest} stopped first (epoch "
                 f"{fired[earliest]['stop']}, {fired[earliest]['regret']:.1%} regret); "
                 f"{safest} kept the best weights ({fired[safest]['regret']:.1%}). Patience "
@@ -226,35 +271,36 @@ def conclude_stopping(n: Numbers) -> Conclusion:
     else:
         text = ("This run did not overfit clearly enough to compare the criteria"
                 if not overfit else "No criterion stopped near the best validation loss here")
-        text += f" (validation best at epoch {best}, final {fmt(val[-1])} vs {fmt(min(val))})."
-    return Conclusion(shown, text, obs)
+        text += (f" (validation best at epoch {fmt(best)}, final {fmt(val[-1])} vs "
+                 f"{fmt(n['best_val'])}).")
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_stopping(n: Numbers) -> list[Plot]:
     fig, (ax,) = new_figure(width=9, height=3.8)
-    xs = np.arange(1, n["epochs"] + 1)
-    ax.plot(xs, n["train"], color=COLORS[1], label="training (epoch mean)")
-    ax.plot(xs, n["val"], "o-", ms=2.5, color=COLORS[0], label="validation")
+    xs = np.arange(1, len(n["val"]) + 1)
+    line(ax, xs, n["train"], color=COLORS[1], label="training (epoch mean)")
+    line(ax, xs, n["val"], "o-", ms=2.5, color=COLORS[0], label="validation")
     lo, hi = min(n["val"]), max(n["val"][1:])
     for i, (name, stop) in enumerate(n["stops"].items()):
         if stop is not None:
             ax.axvline(stop, color=COLORS[(i + 2) % len(COLORS)], ls=":", lw=1.2)
             ax.text(stop, hi - (hi - lo) * 0.08 * (i + 1), f" {name}", fontsize=7,
                     color=COLORS[(i + 2) % len(COLORS)])
-    ax.axvline(int(np.argmin(n["val"])) + 1, color="black", ls="--", lw=1, label="best epoch")
+    ax.axvline(n["best_epoch"], color="black", ls="--", lw=1, label="best epoch")
     ax.set(title="where each criterion stops", xlabel="epoch", ylabel="loss",
            ylim=(0, max(n["val"][1:]) * 1.15))
     grid_legend(ax, fontsize=8, loc="lower left")
-    return [Plot("Early-stopping criteria on one noisy validation curve", fig,
+    return [Plot("Early-stopping criteria on a noisy validation curve", fig,
                  "digits, 300 training samples with 30% wrong labels, a 256-unit MLP, Adam 2e-3")]
 
 
 def table_stopping(n: Numbers) -> tuple[list[str], list[list[Any]]]:
     rows = []
     for name, stop in n["stops"].items():
-        r = _stop_row(n, stop)
-        rows.append([name, stop if stop is not None else f"never ({n['epochs']})",
-                     r["best_kept"], f"{r['regret']:.1%}", f"{r['saved']:.0%}"])
+        r = n["rows"][name]
+        rows.append([name, fmt(stop) if stop is not None else f"never ({n['epochs']})",
+                     fmt(r["best_kept"]), f"{r['regret']:.1%}", f"{r['saved']:.0%}"])
     return ["criterion", "stops at epoch", "best validation loss kept", "regret",
             "epochs saved"], rows
 
@@ -282,6 +328,7 @@ STOPPING = register(Topic(
 # 2-4% at 5e-3; the monitor's weights-fluctuating detector measured 18-24% jitter.
 FLUCT_LR = 5e-2
 EMA_DECAY = 0.98
+FLUCT_RATIO = 3.0  # "fluctuates": jumps 3x those of the same net at a 10x lower rate
 
 
 class EmaProbe(Callback):
@@ -336,14 +383,17 @@ def measure_fluctuating(lab: Lab, epochs: int = 12, lr: float = FLUCT_LR) -> Num
         task.advance()
     v = high.diagnosis.verdicts["weights-fluctuating"]
     out["runs"][f"Adam {lr:g}"] = {"val": high.history.val_losses(),
+                                   "swing": swing(high.history.val_losses()),
                                    "accuracy": high.history.val_metric("accuracy"),
                                    "jitter": v.jitter, "findings": high.findings(),
                                    "samples": _trajectory(high.recording)}
     ev = weights_fluctuating_verdict(ema.val, None)
     out["runs"][f"same run, EMA of the weights ({EMA_DECAY:g})"] = {
-        "val": ema.val, "accuracy": ema.acc, "jitter": ev.jitter, "findings": []}
+        "val": ema.val, "swing": swing(ema.val), "accuracy": ema.acc, "jitter": ev.jitter,
+        "findings": []}
     lv = low.diagnosis.verdicts["weights-fluctuating"]
     out["runs"][f"Adam {lr / 10:g}"] = {"val": low.history.val_losses(),
+                                        "swing": swing(low.history.val_losses()),
                                         "accuracy": low.history.val_metric("accuracy"),
                                         "jitter": lv.jitter, "findings": low.findings(),
                                         "samples": _trajectory(low.recording)}
@@ -363,7 +413,7 @@ def conclude_fluctuating(n: Numbers) -> Conclusion:
     high, ema, low = n["runs"].values()
     names = list(n["runs"])
     half = n["epochs"] // 2
-    sw = [swing(r["val"]) for r in (high, ema, low)]
+    sw = [r["swing"] for r in (high, ema, low)]
     obs = [f"{name}: validation loss over the second half between {fmt(min(r['val'][half:]))} "
            f"and {fmt(max(r['val'][half:]))}, a typical jump of {s:.0%} from one epoch to the "
            f"next (the detector's jitter around the trend: {r['jitter']:.0%}); final "
@@ -371,8 +421,13 @@ def conclude_fluctuating(n: Numbers) -> Conclusion:
            for name, r, s in zip(names, (high, ema, low), sw, strict=True)]
     obs.append(f"nnrecipe's detectors: {names[0]}: {_fired(high['findings'])}; {names[2]}: "
                f"{_fired(low['findings'])}")
-    shown = sw[0] > 3 * sw[2] and ema["val"][-1] < high["val"][-1] and \
-        low["val"][-1] < high["val"][-1]
+    crit = [ratio_above("epoch-to-epoch jump at the high rate / at the low rate",
+                  sw[0] / max(sw[2], 1e-6), FLUCT_RATIO),
+            above("final validation loss, high rate − its weights' EMA",
+                  high["val"][-1] - ema["val"][-1], 0.0),
+            above("final validation loss, high rate − low rate",
+                  high["val"][-1] - low["val"][-1], 0.0)]
+    shown = decided(crit)
     if shown:
         text = (f"At Adam {n['lr']:g} every step moves the weights a long way, so they bounce "
                 f"around the minimum instead of settling: the validation loss jumps from epoch "
@@ -386,20 +441,20 @@ def conclude_fluctuating(n: Numbers) -> Conclusion:
     else:
         text = (f"This run did not show fluctuating weights clearly (epoch-to-epoch jumps of "
                 f"{sw[0]:.0%} at the high rate vs {sw[2]:.0%} at the low one).")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_fluctuating(n: Numbers) -> list[Plot]:
     fig, (a, b) = new_figure(width=10, height=3.6, ncols=2)
     for i, (name, r) in enumerate(n["runs"].items()):
-        a.plot(np.arange(1, len(r["val"]) + 1), r["val"], "o-", ms=3, color=COLORS[i],
-               label=name)
+        line(a, np.arange(1, len(r["val"]) + 1), r["val"], "o-", ms=3, color=COLORS[i],
+             label=name)
     a.set(title="validation loss", xlabel="epoch", ylabel="loss", yscale="log")
     names = list(n["runs"])
     for j, key in enumerate((names[0], names[2])):
         for k, traj in enumerate(n["runs"][key].get("samples", [])):
-            b.plot(np.asarray(traj) - traj[0], color=COLORS[0 if j == 0 else 2], lw=0.8,
-                   label=key if k == 0 else None)
+            b.plot(np.asarray(traj, dtype=float) - float(traj[0]),
+                   color=COLORS[0 if j == 0 else 2], lw=0.8, label=key if k == 0 else None)
     b.set(title="a few weights over time (change from their first value)",
           xlabel="monitor sample", ylabel="Δw")
     grid_legend(a, b, fontsize=7)

@@ -10,7 +10,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
+from nnrecipe.lab._base import (
+    Conclusion,
+    Lab,
+    Numbers,
+    Plot,
+    Topic,
+    above,
+    below,
+    check,
+    decided,
+    ratio_below,
+    register,
+)
 from nnrecipe.lab.common import (
     context_for,
     diagnosed,
@@ -18,6 +30,7 @@ from nnrecipe.lab.common import (
     fired,
     fmt,
     grid_legend,
+    line,
     load,
     mlp,
     sgd_steps,
@@ -72,6 +85,7 @@ def measure_skip(lab: Lab, depth: int = 20, width: int = 32, epochs: int = 5) ->
             out["runs"][name] = {
                 "findings": diagnosed(mon),
                 "grad_norms_init": init_norms,
+                "first_last": _first_last(init_norms),
                 "grad_norms_trained": block_grad_norms(model, data.X[:256], data.y[:256]),
                 "losses": losses,
                 "val_accuracy": evaluate(model, data.Xv, data.yv)["accuracy"],
@@ -86,7 +100,7 @@ def _first_last(norms: list[float]) -> float:
 
 def conclude_skip(n: Numbers) -> Conclusion:
     plain, res = n["runs"]["plain"], n["runs"]["residual"]
-    rp, rr = _first_last(plain["grad_norms_init"]), _first_last(res["grad_norms_init"])
+    rp, rr = plain["first_last"], res["first_last"]
     lp = float(np.mean(plain["losses"][-10:]))
     lr_ = float(np.mean(res["losses"][-10:]))
     obs = [
@@ -100,7 +114,13 @@ def conclude_skip(n: Numbers) -> Conclusion:
         f"nnrecipe's monitor: {fired(plain.get('findings', []))} (plain), "
         f"{fired(res.get('findings', []))} (residual)",
     ]
-    shown = rp < 1e-3 * rr and lr_ < lp and res["val_accuracy"] > plain["val_accuracy"]
+    # 1e-3: three orders of magnitude, the vanishing the recipe means (not a slow decline)
+    crit = [ratio_below("first/last-layer gradient ratio at init, plain / residual",
+                        rp / rr if rr > 0 else math.inf, 1e-3),
+            above("training loss (last 10 steps), plain − residual", lp - lr_, 0.0),
+            above("validation accuracy, residual − plain",
+                  res["val_accuracy"] - plain["val_accuracy"], 0.0)]
+    shown = decided(crit)
     if shown:
         text = (f"Without skip connections the gradient reaching the first of {n['depth']} "
                 f"layers is {fmt(rp)} times the last layer's: it shrinks at every layer and the "
@@ -112,15 +132,16 @@ def conclude_skip(n: Numbers) -> Conclusion:
         text = (f"This run did not separate the two nets clearly: first/last gradient ratio "
                 f"{fmt(rp)} (plain) vs {fmt(rr)} (residual), validation accuracy "
                 f"{plain['val_accuracy']:.0%} vs {res['val_accuracy']:.0%}.")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_skip(n: Numbers) -> list[Plot]:
     fig, (a, b) = new_figure(width=10, height=3.6, ncols=2)
     for i, (name, run) in enumerate(n["runs"].items()):
         layers = np.arange(1, len(run["grad_norms_init"]) + 1)
-        a.semilogy(layers, run["grad_norms_init"], "o-", ms=3, color=COLORS[i], label=name)
-        b.plot(smooth(run["losses"], 10), color=COLORS[i], label=name)
+        line(a, layers, run["grad_norms_init"], "o-", ms=3, color=COLORS[i], label=name)
+        line(b, None, smooth(run["losses"], 10), color=COLORS[i], label=name)
+    a.set_yscale("log")
     a.set(title="per-layer gradient norm at init", xlabel="hidden layer (1 = nearest the input)",
           ylabel="||dL/dW||")
     b.set(title="training loss", xlabel="step", ylabel="cross-entropy (10-step mean)")
@@ -219,9 +240,15 @@ def conclude_exploding(n: Numbers) -> Conclusion:
                    f"final loss / initial loss {fmt(_final(run) / run['relative_losses'][0])}; "
                    f"nnrecipe's monitor: {fired(run.get('findings', []))}")
     first = raw["relative_losses"][0]
-    raw_diverged = raw["nonfinite"] or _final(raw) > 10 * first
-    clipped_ok = not clipped["nonfinite"] and _final(clipped) < 0.5 * clipped["relative_losses"][0]
-    shown = raw_diverged and clipped_ok and not scaled["nonfinite"]
+    # "diverged": non-finite or 10x its first loss; "converges": below half its first loss
+    crit = [check("raw targets: non-finite, or the loss ends 10x above its first",
+                  raw["nonfinite"] or _final(raw) > 10 * first),
+            below("clipped: final / first loss (inf if non-finite)",
+                  math.inf if clipped["nonfinite"] else
+                  _final(clipped) / clipped["relative_losses"][0], 0.5),
+            check("scaled targets: every value finite", not scaled["nonfinite"])]
+    raw_diverged, clipped_ok = crit[0].holds, crit[1].holds
+    shown = decided(crit)
     if shown:
         text = (f"With the targets left in raw units (std {TARGET_SCALE:g}) the gradients are "
                 f"~{TARGET_SCALE:g}x larger, each SGD step overshoots, the gradient norm grows "
@@ -235,18 +262,18 @@ def conclude_exploding(n: Numbers) -> Conclusion:
         text = ("This run did not show the pattern: "
                 + ("the raw-target run did not diverge. " if not raw_diverged else "")
                 + ("the clipped run did not converge. " if not clipped_ok else ""))
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_exploding(n: Numbers) -> list[Plot]:
     fig, (a, b) = new_figure(width=10, height=3.6, ncols=2)
     for i, (name, run) in enumerate(n["runs"].items()):
-        g = [v if math.isfinite(v) else np.nan for v in run["grad_norms"]]
-        rl = [v if math.isfinite(v) else np.nan for v in run["relative_losses"]]
-        a.semilogy(g, color=COLORS[i], label=name, lw=1.2)
-        b.semilogy(rl, color=COLORS[i], label=name, lw=1.2)
+        line(a, None, run["grad_norms"], color=COLORS[i], label=name, lw=1.2)
+        line(b, None, run["relative_losses"], color=COLORS[i], label=name, lw=1.2)
         if run["nonfinite"]:
-            b.axvline(len(rl) - 1, color=COLORS[i], ls=":", lw=1)
+            b.axvline(len(run["relative_losses"]) - 1, color=COLORS[i], ls=":", lw=1)
+    a.set_yscale("log")
+    b.set_yscale("log")
     a.axhline(n["clip"], color=COLORS[5], ls="--", lw=1, label=f"clip threshold {n['clip']:g}")
     a.set(title="global gradient norm (before clipping)", xlabel="step", ylabel="||g||")
     b.set(title="loss / target variance", xlabel="step", ylabel="relative MSE")
@@ -319,7 +346,10 @@ def conclude_rnn(n: Numbers) -> Conclusion:
            f"per step back in time; gradient reaching the first input of a {T}-step sequence "
            f"{fmt(r['grad_first_input'][-1])} (vs {fmt(r['grad_first_input'][0])} at "
            f"{n['lengths'][0]} steps)" for r in runs.values()]
-    shown = lo["rate_per_step"] < 0.9 and hi["rate_per_step"] > 1.1
+    # 10% per step either way: over 60 steps a factor 500 (vanishing) or 300 (exploding)
+    crit = [below(f"gradient factor per step, gain {lo['gain']:g}", lo["rate_per_step"], 0.9),
+            above(f"gradient factor per step, gain {hi['gain']:g}", hi["rate_per_step"], 1.1)]
+    shown = decided(crit)
     if shown:
         text = (f"Backpropagation through time multiplies the gradient by the recurrent "
                 f"Jacobian once per step, so its size changes geometrically with sequence "
@@ -334,15 +364,17 @@ def conclude_rnn(n: Numbers) -> Conclusion:
         text = (f"The per-step factors were {fmt(lo['rate_per_step'])} (gain {lo['gain']:g}) "
                 f"and {fmt(hi['rate_per_step'])} (gain {hi['gain']:g}): this run did not show "
                 f"clear geometric vanishing and exploding.")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_rnn(n: Numbers) -> list[Plot]:
     fig, (a, b) = new_figure(width=10, height=3.6, ncols=2)
     for i, r in enumerate(n["runs"].values()):
-        a.semilogy(r["grad_by_distance"], color=COLORS[i], label=f"gain {r['gain']:g}")
-        b.semilogy(n["lengths"], r["grad_first_input"], "o-", ms=3, color=COLORS[i],
-                   label=f"gain {r['gain']:g}")
+        line(a, None, r["grad_by_distance"], color=COLORS[i], label=f"gain {r['gain']:g}")
+        line(b, n["lengths"], r["grad_first_input"], "o-", ms=3, color=COLORS[i],
+             label=f"gain {r['gain']:g}")
+    a.set_yscale("log")
+    b.set_yscale("log")
     a.set(title="||dh_T/dx_(T-k)|| vs steps back k", xlabel="k (steps back in time)",
           ylabel="gradient norm")
     b.set(title="gradient reaching the first input", xlabel="sequence length T",

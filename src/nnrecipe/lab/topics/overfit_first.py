@@ -9,13 +9,27 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
+from nnrecipe.lab._base import (
+    Conclusion,
+    Criterion,
+    Lab,
+    Numbers,
+    Plot,
+    Topic,
+    above,
+    below,
+    decided,
+    ratio_above,
+    ratio_below,
+    register,
+)
 from nnrecipe.lab.common import (
     Data,
     evaluate,
     fired,
     fmt,
     grid_legend,
+    line,
     linear_baseline,
     load,
     mlp,
@@ -92,26 +106,39 @@ def measure(lab: Lab, epochs: int = 40, samples: int = SAMPLES, noise: float = N
     return out
 
 
-def verdicts(n: Numbers) -> dict[str, bool]:
+def criteria(n: Numbers) -> dict[str, list[Criterion]]:
+    """The three verdicts, each as the criteria it rests on."""
     small, big, reg = n["runs"].values()
     return {
-        "underfits": small["train_loss"] > UNDERFIT_TRAIN
-        and small["val_loss"] < UNDERFIT_GAP * small["train_loss"],
-        "overfits": big["train_loss"] < OVERFIT_TRAIN
-        and big["final_val"] > (1 + OVERFIT_RISE) * big["best_val"]
-        and big["final_val"] > OVERFIT_GAP * big["train_loss"],
-        "regularised_best": reg["val_loss"] < min(big["val_loss"], small["val_loss"]),
+        "underfits": [
+            above("too small: training loss", small["train_loss"], UNDERFIT_TRAIN),
+            ratio_below("too small: validation / training loss",
+                        small["val_loss"] / small["train_loss"], UNDERFIT_GAP)],
+        "overfits": [
+            below("big: training loss", big["train_loss"], OVERFIT_TRAIN),
+            ratio_above("big: final / best validation loss", big["final_val"] / big["best_val"],
+                        1 + OVERFIT_RISE),
+            ratio_above("big: final validation / training loss",
+                        big["final_val"] / big["train_loss"], OVERFIT_GAP)],
+        "regularised_best": [
+            above("validation loss, the better unregularised model − regularised",
+                  min(big["val_loss"], small["val_loss"]) - reg["val_loss"], 0.0)],
     }
+
+
+def verdicts(n: Numbers) -> dict[str, bool]:
+    return {k: decided(cs) for k, cs in criteria(n).items()}
 
 
 def conclude(n: Numbers) -> Conclusion:
     small, big, reg = n["runs"].values()
     names = list(n["runs"])
-    v = verdicts(n)
+    crit = criteria(n)
+    v = {k: decided(cs) for k, cs in crit.items()}
     obs = [f"{name} ({r['params']:,} weights): training loss {fmt(r['train_loss'])} "
            f"(accuracy {r['train_accuracy']:.0%} on the noisy labels), validation loss "
            f"{fmt(r['val_loss'])} (accuracy {r['val_accuracy']:.1%}); best validation "
-           f"{fmt(r['best_val'])} at epoch {r['best_epoch']} of {r['epochs_run']}"
+           f"{fmt(r['best_val'])} at epoch {fmt(r['best_epoch'])} of {fmt(r['epochs_run'])}"
            + (f" — {r['stopped']}" if r["early_stopping"] else "")
            + f"; nnrecipe's detectors: {fired(r['findings'])}"
            for name, r in zip(names, (small, big, reg), strict=True)]
@@ -133,8 +160,9 @@ def conclude(n: Numbers) -> Conclusion:
                 f"better. The {names[1]} model drives the training loss to "
                 f"{fmt(big['train_loss'])}, memorising even the {n['noise']:.0%} wrong labels: "
                 f"this proves the pipeline can learn, and the cost shows on validation, whose "
-                f"loss bottoms at {fmt(big['best_val'])} (epoch {big['best_epoch']}) and then "
-                f"climbs {rise:.0%} by epoch {big['epochs_run']} while training improves"
+                f"loss bottoms at {fmt(big['best_val'])} (epoch {fmt(big['best_epoch'])}) and "
+                f"then climbs {rise:.0%} by epoch {fmt(big['epochs_run'])} while training "
+                f"improves"
                 + (" — and is still climbing at the end: memorising has no ceiling on how much "
                    "it can cost" if still_rising else
                    " (levelling off by the end in this run, but nothing bounds it: the more "
@@ -155,16 +183,16 @@ def conclude(n: Numbers) -> Conclusion:
                 f"{fmt(small['val_loss'])}, big {fmt(big['train_loss'])}/{fmt(big['val_loss'])} "
                 f"(best validation {fmt(big['best_val'])}), regularised "
                 f"{fmt(reg['train_loss'])}/{fmt(reg['val_loss'])}.")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, [c for cs in crit.values() for c in cs])
 
 
 def draw(n: Numbers) -> list[Plot]:
     fig, (a, b) = new_figure(width=10, height=3.6, ncols=2)
     for i, (name, r) in enumerate(n["runs"].items()):
         xs = np.arange(1, len(r["val_curve"]) + 1)
-        a.plot(xs, r["train_curve"], color=COLORS[i], label=name)
-        b.plot(xs, r["val_curve"], color=COLORS[i], label=name)
-        b.plot([r["best_epoch"]], [r["best_val"]], "o", ms=4, color=COLORS[i])
+        line(a, xs, r["train_curve"], color=COLORS[i], label=name)
+        line(b, xs, r["val_curve"], color=COLORS[i], label=name)
+        b.plot([float(r["best_epoch"])], [float(r["best_val"])], "o", ms=4, color=COLORS[i])
     for ax in (a, b):
         ax.axhline(n["chance_loss"], color=COLORS[5], ls=":", lw=1, label="chance (ln 10)")
     b.axhline(n["linear"]["loss"], color=COLORS[4], ls="--", lw=1, label="linear baseline")
@@ -180,7 +208,7 @@ def draw(n: Numbers) -> list[Plot]:
 
 def table(n: Numbers) -> tuple[list[str], list[list[Any]]]:
     rows = [[name, f"{r['params']:,}", fmt(r["train_loss"]), fmt(r["val_loss"]),
-             f"{r['val_accuracy']:.1%}", r["epochs_run"], fired(r["findings"])]
+             f"{r['val_accuracy']:.1%}", fmt(r["epochs_run"]), fired(r["findings"])]
             for name, r in n["runs"].items()]
     return ["model", "weights", "training loss", "validation loss", "validation accuracy",
             "epochs", "nnrecipe's detectors"], rows

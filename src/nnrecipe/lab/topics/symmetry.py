@@ -8,8 +8,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from nnrecipe.lab._base import Conclusion, Lab, Numbers, Plot, Topic, register
-from nnrecipe.lab.common import fmt, grid_legend, load, mlp, sgd_steps
+from nnrecipe.lab._base import (
+    Conclusion,
+    Lab,
+    Numbers,
+    Plot,
+    Topic,
+    above,
+    below,
+    decided,
+    register,
+)
+from nnrecipe.lab.common import fmt, grid_legend, line, load, mlp, sgd_steps
 from nnrecipe.report.plots import COLORS, new_figure
 
 HIDDEN = 32
@@ -63,37 +73,51 @@ def measure_symmetry(lab: Lab, epochs: int = 5, permutations: int = 5, points: i
                          "weight_distance": float((theta - theta_p).norm() / theta.norm()),
                          "path_loss": losses})
             task.advance()
-    return {"hidden": HIDDEN, "alphas": alphas.tolist(), "runs": runs,
-            "equivalent_minima": math.lgamma(HIDDEN + 1) / math.log(10)}  # log10(hidden!)
+    out = {"hidden": HIDDEN, "alphas": alphas.tolist(), "runs": runs,
+           "equivalent_minima": math.lgamma(HIDDEN + 1) / math.log(10)}  # log10(hidden!)
+    out.update(_summary(runs))  # per seed: extremes over the permutations
+    return out
 
 
-def conclude_symmetry(n: Numbers) -> Conclusion:
-    runs = n["runs"]
+def _summary(runs: list[Numbers]) -> Numbers:
     ends = [max(r["path_loss"][0], r["path_loss"][-1]) for r in runs]
     peaks = [max(r["path_loss"]) for r in runs]
     mids = [r["path_loss"][len(r["path_loss"]) // 2] for r in runs]
     # convexity: L((1-a)θ + aθ') <= (1-a)L(θ) + aL(θ') = L(θ) here, since L(θ') = L(θ)
-    violation = min(p - e for p, e in zip(peaks, ends, strict=True))
-    diff = max(r["max_output_difference"] for r in runs)
-    dist = min(r["weight_distance"] for r in runs)
+    return {"ends": [min(ends), max(ends)], "mids": [min(mids), max(mids)],
+            "peaks": [min(peaks), max(peaks)],
+            "violation": min(p - e for p, e in zip(peaks, ends, strict=True)),
+            "output_difference": max(r["max_output_difference"] for r in runs),
+            "distance": min(r["weight_distance"] for r in runs)}
+
+
+def conclude_symmetry(n: Numbers) -> Conclusion:
+    runs = n["runs"]
+    ends, peaks, mids = n["ends"], n["peaks"], n["mids"]
+    violation, diff, dist = n["violation"], n["output_difference"], n["distance"]
     obs = [
         f"{len(runs)} random permutations of the {n['hidden']} hidden units: largest change in "
         f"any output {fmt(diff)} (float rounding), while the weight vector moved by at least "
         f"{dist:.0%} of its norm",
-        f"training loss at both ends {fmt(min(ends))}–{fmt(max(ends))}; halfway along the "
-        f"straight line {fmt(min(mids))}–{fmt(max(mids))}; highest point "
-        f"{fmt(min(peaks))}–{fmt(max(peaks))}",
+        f"training loss at both ends {fmt(ends[0])}–{fmt(ends[1])}; halfway along the "
+        f"straight line {fmt(mids[0])}–{fmt(mids[1])}; highest point "
+        f"{fmt(peaks[0])}–{fmt(peaks[1])}",
         f"{n['hidden']}! ≈ 10^{n['equivalent_minima']:.0f} weight vectors compute this same "
         f"function",
     ]
-    shown = diff < 1e-4 and dist > 0.1 and violation > 0.1
+    # float32 round-off of a 64-32-10 forward pass is ~1e-6; a 10% move in weight space and a
+    # 0.1-nat barrier are far past it
+    crit = [below("largest output change from reordering the hidden units", diff, 1e-4),
+            above("smallest weight-space distance / weight norm", dist, 0.1),
+            above("smallest barrier on the straight path (peak − ends)", violation, 0.1)]
+    shown = decided(crit)
     if shown:
         text = (f"Reordering the hidden units gives a different point in weight space (moved by "
                 f"{dist:.0%} or more of the weight norm) that computes exactly the same "
                 f"function, so the same loss. If the loss were convex, every point on the "
                 f"straight segment between two minima would be at most as high as they are. "
-                f"Here the loss halfway is {fmt(min(mids))} or more against "
-                f"{fmt(max(ends))} at the ends — a barrier of at least {fmt(violation)} — so the "
+                f"Here the loss halfway is {fmt(mids[0])} or more against "
+                f"{fmt(ends[1])} at the ends — a barrier of at least {fmt(violation)} — so the "
                 f"loss surface is not convex: it has ~10^{n['equivalent_minima']:.0f} "
                 f"equivalent minima from permutations alone, separated by higher ground. "
                 f"(Averaging two trained networks' weights without aligning their units fails "
@@ -101,14 +125,14 @@ def conclude_symmetry(n: Numbers) -> Conclusion:
     else:
         text = (f"This run did not show the barrier clearly (rise {fmt(violation)}, output "
                 f"difference {fmt(diff)}).")
-    return Conclusion(shown, text, obs)
+    return Conclusion(shown, text, obs, crit)
 
 
 def draw_symmetry(n: Numbers) -> list[Plot]:
     fig, (ax,) = new_figure(width=7, height=3.6)
     for i, r in enumerate(n["runs"]):
-        ax.plot(n["alphas"], r["path_loss"], color=COLORS[i % len(COLORS)], lw=1.2,
-                label=f"permutation {i + 1}")
+        line(ax, n["alphas"], r["path_loss"], color=COLORS[i % len(COLORS)], lw=1.2,
+             label=f"permutation {i + 1}")
     ax.set(title="loss along the straight line θ → π(θ)", xlabel="α in (1−α)·θ + α·π(θ)",
            ylabel="training loss", yscale="log")
     grid_legend(ax, fontsize=7)
