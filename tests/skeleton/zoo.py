@@ -158,6 +158,27 @@ def cnn_experiment(**overrides: Any) -> Experiment:
     return Experiment(**kw)
 
 
+# ------------------------------------------------------------- digits MLP (64-32-10)
+
+
+def digits_mlp_experiment(seed: int = 0, **overrides: Any) -> Experiment:
+    """scikit-learn's digits as 64 standardised features, a 64-32-10 MLP and nnrecipe's own
+    default optimizer (Adam 3e-4, no ``optimizer`` given): a plain, healthy, slow-ish setup."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_va, y_tr, y_va = train_test_split(X.astype(np.float32), y.astype(np.int64),
+                                              test_size=0.25, stratify=y, random_state=seed)
+    mean, std = X_tr.mean(0), X_tr.std(0) + 1e-6
+    kw: dict[str, Any] = dict(
+        model=lambda: nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)),
+        train=((X_tr - mean) / std, y_tr), val=((X_va - mean) / std, y_va),
+        loss=nn.CrossEntropyLoss(), batch_size=32, epochs=10, seed=seed, name="digits-mlp")
+    kw.update(overrides)
+    return Experiment(**kw)
+
+
 # --------------------------------------------------------------------- broken pieces
 
 
@@ -353,3 +374,161 @@ def run_checks(exp: Experiment, *names: str, **options: Any) -> tuple[list, dict
 
 def codes(findings: list, severity: str | None = None) -> set[str]:
     return {f.code for f in findings if severity is None or f.severity.value == severity}
+
+
+# ------------------------------------------- parameters the module system cannot see
+
+
+class ListOfLayers(nn.Module):
+    """The hidden layers in a Python list: invisible to model.parameters()."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3, hidden: int = 32) -> None:
+        super().__init__()
+        self.blocks = [nn.Linear(d_in, hidden), nn.Linear(hidden, hidden)]
+        self.head = nn.Linear(hidden, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        return self.head(x)
+
+
+class DictOfLayers(nn.Module):
+    """Per-branch encoders in a Python dict."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.encoders = {"a": nn.Linear(d_in, 16), "b": nn.Linear(d_in, 16)}
+        self.head = nn.Linear(32, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([torch.relu(self.encoders[k](x)) for k in ("a", "b")], dim=1)
+        return self.head(h)
+
+
+class LayerInForward(nn.Module):
+    """Builds a layer inside forward: a freshly initialised layer on every call."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Linear(d_in, 32)
+        self.d_out = d_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.Linear(32, self.d_out)(torch.relu(self.body(x)))
+
+
+class TensorAttribute(nn.Module):
+    """A learnable scale stored as a plain tensor with requires_grad, not an nn.Parameter."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.net = mlp(d_in, d_out)
+        self.scale = torch.ones(d_out, requires_grad=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.scale
+
+
+class HeadOnFirstForward(nn.Module):
+    """Builds its head on the first forward ("we only know the width then"): registered, but
+    after the optimizer was built from model.parameters()."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d_in, 32), nn.ReLU())
+        self.head: nn.Module | None = None
+        self.d_out = d_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        if self.head is None:
+            self.head = nn.Linear(h.shape[1], self.d_out).to(h.device)
+        return self.head(h)
+
+
+def step_building_its_optimizer(lr: float = 1e-3, kind: str = "adam") -> Any:
+    """A user step that builds a new optimizer on every call (and ignores the one passed)."""
+
+    def step(model: nn.Module, batch: Any, loss_fn: Any, optimizer: Any) -> torch.Tensor:
+        opt = (torch.optim.Adam(model.parameters(), lr=lr) if kind == "adam"
+               else torch.optim.SGD(model.parameters(), lr=lr))
+        x, y = batch
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
+# ----------------------------------------- healthy look-alikes for the same checks
+
+
+class TiedAutoencoder(nn.Module):
+    """The decoder reuses the encoder's weight (weight tying): one leaf used twice."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.enc = nn.Linear(d_in, 16)
+        self.dec_bias = nn.Parameter(torch.zeros(d_in))
+        self.head = nn.Linear(16 + d_in, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.enc(x))
+        recon = nn.functional.linear(h, self.enc.weight.t(), self.dec_bias)
+        return self.head(torch.cat([h, recon], dim=1))
+
+
+class TiedLM(nn.Module):
+    """A tiny language model whose output projection is the embedding (nanoGPT-style tying,
+    plus a plain-list alias of the embedding kept to avoid registering it twice)."""
+
+    def __init__(self, d: int = 16) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(VOCAB, d)
+        self.rnn = nn.GRU(d, d, batch_first=True)
+        self.out = nn.Linear(d, VOCAB, bias=False)
+        self.out.weight = self.tok.weight
+        self._alias = [self.tok]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.tok(x))
+        return self.out(h).transpose(1, 2)
+
+
+class FrozenFirstLayer(nn.Module):
+    """A "pretrained" first layer frozen on purpose (requires_grad=False)."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        self.net = mlp(d_in, d_out)
+        for p in self.net[0].parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Parametrized(nn.Module):
+    """Weight norm and a custom parametrization (torch.nn.utils.parametrize),
+    and an RNN-style initial state made in forward with requires_grad (not a parameter)."""
+
+    def __init__(self, d_in: int = 10, d_out: int = 3) -> None:
+        super().__init__()
+        from torch.nn.utils import parametrize
+        from torch.nn.utils.parametrizations import weight_norm
+
+        class Symmetric(nn.Module):
+            def forward(self, w: torch.Tensor) -> torch.Tensor:
+                return w.triu() + w.triu(1).t()
+
+        self.a = weight_norm(nn.Linear(d_in, 16))
+        self.b = nn.Linear(16, 16)
+        parametrize.register_parametrization(self.b, "weight", Symmetric())
+        self.c = nn.Linear(16, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = torch.zeros(x.shape[0], 16, requires_grad=True)
+        return self.c(torch.relu(self.b(torch.relu(self.a(x)) + h0)))

@@ -3,7 +3,8 @@
 Checks, in the order they run: ``nondeterministic``, ``augmentation-active``,
 ``inputs-not-normalized``, ``target-shape-mismatch``, ``double-softmax``,
 ``init-loss-mismatch``, ``dropout-before-batchnorm``, ``grads-not-zeroed``,
-``params-not-updating``, ``eval-mode-training``, ``batch-dependency``, ``causal-leak``,
+``params-not-updating``, ``eval-mode-training``, ``unregistered-parameters``,
+``params-not-in-optimizer``, ``batch-dependency``, ``causal-leak``,
 ``baseline-not-beaten``, ``input-independent``, ``cannot-overfit-batch``.
 """
 
@@ -22,6 +23,7 @@ from nnrecipe.skeleton import (  # noqa: F401
     inputs,
     overfit_batch,
     params_updating,
+    registration,
     target_shape,
 )
 from nnrecipe.skeleton.init_bias import init_output_bias

@@ -62,6 +62,7 @@ class LossRecorder:
 
     def __init__(self, loss_fn: Callable[..., torch.Tensor]) -> None:
         self.calls: list[tuple[torch.Tensor, Any]] = []
+        self.results: list[Any] = []  # what each recorded call returned (the loss)
         self.original = loss_fn
         if isinstance(loss_fn, nn.Module):
             self.fn: Callable[..., torch.Tensor] = copy.deepcopy(loss_fn)
@@ -69,19 +70,25 @@ class LossRecorder:
                                           with_kwargs=True)
         else:
             def wrapped(*args: Any, **kwargs: Any) -> torch.Tensor:
-                self._record(args, kwargs)
-                return loss_fn(*args, **kwargs)
+                recorded = self._record(args, kwargs)
+                result = loss_fn(*args, **kwargs)
+                if recorded:
+                    self.results.append(result)
+                return result
 
             self.fn = wrapped
 
     def _module_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        self._record(args, kwargs)
+        if self._record(args, kwargs):
+            self.results.append(output)
 
-    def _record(self, args: tuple, kwargs: dict) -> None:
+    def _record(self, args: tuple, kwargs: dict) -> bool:
         named = [kwargs[k] for k in ("input", "target") if k in kwargs]
         values = list(args) + named + [v for k, v in kwargs.items() if k not in ("input", "target")]
         if len(values) >= 2 and isinstance(values[0], torch.Tensor):
             self.calls.append((values[0], values[1]))
+            return True
+        return False
 
 
 def call_step(ctx: Context, model: nn.Module, batch: Batch, optimizer: torch.optim.Optimizer,
@@ -90,8 +97,14 @@ def call_step(ctx: Context, model: nn.Module, batch: Batch, optimizer: torch.opt
     but with ``loss_fn`` (an observed copy of the user's loss) in place of the loss."""
     if loss_fn is None:
         return ctx.step(model, batch, optimizer)
+    return loss_value(call_step_raw(ctx, model, batch, optimizer, loss_fn))
+
+
+def call_step_raw(ctx: Context, model: nn.Module, batch: Batch,
+                  optimizer: torch.optim.Optimizer, loss_fn: Callable[..., torch.Tensor]) -> Any:
+    """:func:`call_step`, returning what the step returned (the loss tensor, its graph)."""
     step = ctx.experiment.train_step or default_train_step
-    return loss_value(step(model, move_to(batch, ctx.device), loss_fn, optimizer))
+    return step(model, move_to(batch, ctx.device), loss_fn, optimizer)
 
 
 @contextmanager

@@ -7,6 +7,11 @@ were in. One probe run observes all of it with hooks (module forward pre-hooks, 
 on parameters, optimizer step hooks, an observed copy of the loss); it is run twice from the
 same seed, and the two runs also answer "is the run reproducible?".
 
+It also records what the autograd graph used on each step (the leaves of the model's output
+and of the loss, :mod:`nnrecipe.skeleton.graph`) and every optimizer whose ``step()`` ran
+(a global step hook: the user's step may build or keep an optimizer of its own), for the
+checks of parameters the module system or the optimizer cannot see.
+
 ``ctx.state["skeleton_probe"]`` holds ``{"a": ProbeRun, "b": ProbeRun}`` (or ``{"error": str,
 "raised_in": check}`` when the user's step could not run).
 """
@@ -19,18 +24,21 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from nnrecipe.core.context import Context
 from nnrecipe.core.seeding import seed_everything
-from nnrecipe.core.training import infinite_batches
+from nnrecipe.core.training import infinite_batches, loss_value
 from nnrecipe.skeleton._util import (
     WEIGHTED_TYPES,
     LossRecorder,
-    call_step,
+    call_step_raw,
+    float_tensors,
     hooks,
     is_batchnorm,
     is_dropout,
 )
+from nnrecipe.skeleton.graph import attribute_paths, graph_leaves
 
 PROBE_STEPS = 3  # >= 2: stale gradients and a mode left behind only show on the second step
 STATE_KEY = "skeleton_probe"
@@ -43,6 +51,25 @@ class LossCall:
     output: torch.Tensor  # what the loss received as its first argument (CPU, detached)
     target: Any  # its second argument (CPU tensor when a tensor)
     ops: list[str]  # grad_fn names from the output back through view-like ops
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A grad-requiring leaf tensor of a step's graph."""
+
+    id: int
+    shape: tuple[int, ...]
+    is_parameter: bool
+
+
+@dataclass(frozen=True)
+class OptimizerStep:
+    """One ``optimizer.step()`` seen during a user step."""
+
+    id: int
+    kind: str  # the optimizer's class name
+    params: frozenset[int]  # ids of the tensors in its param groups
+    stateful: bool  # it keeps per-parameter state (momentum, Adam's moments) after the step
 
 
 @dataclass
@@ -68,6 +95,16 @@ class ProbeRun:
     leaf_order: list[tuple[str, str]] = field(default_factory=list)  # first forward, executed
     warnings: list[str] = field(default_factory=list)
     custom_step: bool = False
+    # Per step: the leaves of the first grad-enabled model output, of the loss's graph, and
+    # the optimizers that stepped. Ids are only compared within one run (the tensors are
+    # kept alive during it, so no id is reused).
+    output_leaves: list[list[Leaf]] = field(default_factory=list)
+    loss_leaves: list[list[Leaf]] = field(default_factory=list)
+    stepped: list[list[OptimizerStep]] = field(default_factory=list)
+    optimizer_id: int = 0  # the optimizer nnrecipe built and passed to the step
+    start_param_ids: set[int] = field(default_factory=set)  # registered when it was built
+    param_ids: dict[int, str] = field(default_factory=dict)  # registered at the end: id -> name
+    attribute_paths: dict[int, str] = field(default_factory=dict)  # unregistered, by path
 
 
 def output_ops(t: torch.Tensor) -> list[str]:
@@ -97,6 +134,7 @@ class _Observer:
 
     def __init__(self, run: ProbeRun, model: nn.Module) -> None:
         self.run, self.model, self.step = run, model, -1
+        self.keep: list[Any] = []  # leaves and optimizers seen: alive, so ids stay unique
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.seen_grad: set[str] = set()
         self.first_weighted_seen = False
@@ -111,6 +149,14 @@ class _Observer:
         self.run.stale.append({})
         self.run.optimizer_steps.append(0)
         self.run.inputs.append(None)
+        self.run.output_leaves.append([])
+        self.run.loss_leaves.append([])
+        self.run.stepped.append([])
+
+    def leaves(self, tensors: list[Any]) -> list[Leaf]:
+        found = graph_leaves(t for t in tensors if isinstance(t, torch.Tensor))
+        self.keep.extend(found)
+        return [Leaf(id(t), tuple(t.shape), isinstance(t, nn.Parameter)) for t in found]
 
     # -- module hooks
     def model_pre(self, module: nn.Module, args: tuple) -> None:
@@ -120,6 +166,11 @@ class _Observer:
         self.run.modes[-1].append({"model_training": module.training, "eval_layers": eval_layers})
         if self.run.inputs[-1] is None and args:
             self.run.inputs[-1] = _cpu(args[0])
+
+    def model_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self.step < 0 or self.run.output_leaves[-1] or not torch.is_grad_enabled():
+            return
+        self.run.output_leaves[-1] = self.leaves(float_tensors(output))
 
     def weighted_pre(self, name: str) -> Any:
         def hook(module: nn.Module, args: tuple) -> None:
@@ -159,6 +210,15 @@ class _Observer:
                     norm = float(p.grad.detach().float().norm())
                     self.run.grad_norms[name] = max(self.run.grad_norms.get(name, 0.0), norm)
 
+    def any_opt_post(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """Global hook: every optimizer that steps during a user step, whoever built it."""
+        if self.step < 0:
+            return
+        self.keep.append(opt)
+        params = frozenset(id(p) for g in opt.param_groups for p in g["params"])
+        stateful = any(bool(s) for s in opt.state.values())
+        self.run.stepped[-1].append(OptimizerStep(id(opt), type(opt).__name__, params, stateful))
+
 
 def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
     """``steps`` observed training steps from the run's seed, through the user's step."""
@@ -172,9 +232,13 @@ def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
     run.in_optimizer = {obs.names[id(p)] for g in optimizer.param_groups for p in g["params"]
                         if id(p) in obs.names}
     run.init_params = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+    run.optimizer_id = id(optimizer)
+    run.start_param_ids = set(obs.names)
     recorder = LossRecorder(ctx.experiment.loss)
     handles = [model.register_forward_pre_hook(obs.model_pre),
-               optimizer.register_step_pre_hook(obs.opt_pre)]
+               model.register_forward_hook(obs.model_post),
+               optimizer.register_step_pre_hook(obs.opt_pre),
+               register_optimizer_step_post_hook(obs.any_opt_post)]
     for name, m in model.named_modules():
         if isinstance(m, WEIGHTED_TYPES):
             handles.append(m.register_forward_pre_hook(obs.weighted_pre(name)))
@@ -191,7 +255,8 @@ def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
             batch = next(batches)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run.losses.append(call_step(ctx, model, batch, optimizer, recorder.fn))
+                raw = call_step_raw(ctx, model, batch, optimizer, recorder.fn)
+                run.losses.append(loss_value(raw))
             for w in caught:
                 text = f"{w.category.__name__}: {w.message}"
                 if text not in run.warnings:
@@ -199,7 +264,11 @@ def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
             if len(recorder.calls) > n_calls:
                 out, target = recorder.calls[n_calls]
                 run.loss_calls.append(LossCall(_cpu(out), _cpu(target), output_ops(out)))
+                run.loss_leaves[-1] = obs.leaves(float_tensors(recorder.results[n_calls]))
+            else:  # the step computed its own loss: follow what it returned
+                run.loss_leaves[-1] = obs.leaves(float_tensors(raw))
             recorder.calls.clear()
+            recorder.results.clear()
             if run.optimizer_steps[-1] == 0:  # no optimizer.step(): look at the grads anyway
                 for n, p in model.named_parameters():
                     if p.grad is not None:
@@ -207,6 +276,8 @@ def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
                                                 float(p.grad.detach().float().norm()))
             task.advance()
     run.final_params = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters()}
+    run.param_ids = {id(p): n for n, p in model.named_parameters()}
+    run.attribute_paths = attribute_paths(model)
     return run
 
 
