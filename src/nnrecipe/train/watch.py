@@ -176,6 +176,7 @@ class Watcher:
                                           _same_clip_advice(kept.message, self._live, f.code, diag))
                 final.append(kept)
         for f in final:
+            f.check = f.check or check_for(f.code)
             self._emit(f, live=False)
         return final, diag
 
