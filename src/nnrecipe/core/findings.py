@@ -81,6 +81,9 @@ class Finding:
     fix: str = ""
     check: str = ""
     figures: list[str] = field(default_factory=list)  # titles of figures of the same check
+    # the PNGs it claims, relative to the run folder ("plots/...png"); set when the report is
+    # written (nnrecipe.report.figures.assign_figure_files)
+    figure_files: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

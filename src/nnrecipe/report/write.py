@@ -17,6 +17,8 @@ from pathlib import Path
 
 from nnrecipe.core.output import _TMP_PREFIX, atomic_write_bytes
 from nnrecipe.core.results import RunResult
+from nnrecipe.report.export import write_flagged
+from nnrecipe.report.figures import assign_figure_files, plot_files
 from nnrecipe.report.html import render_html
 
 
@@ -25,12 +27,7 @@ def _slug(text: str) -> str:
 
 
 def _plots(result: RunResult) -> dict[str, bytes]:
-    files: dict[str, bytes] = {}
-    for stage in result.stages:
-        for check in stage.checks:
-            for i, fig in enumerate(check.figures):
-                files[f"{stage.name}-{check.name}-{i}-{_slug(fig.title)}.png"] = fig.png
-    return files
+    return plot_files(result)  # names shared with findings.json's figure_files
 
 
 def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
@@ -38,6 +35,7 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
     Raises OSError (with nothing half-written left behind) when the folder cannot take it."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    assign_figure_files(result)
     findings_json = json.dumps(result.to_dict(), indent=2, allow_nan=False).encode("utf-8")
     report_html = render_html(result).encode("utf-8")
     plots = _plots(result)
@@ -56,6 +54,9 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
         shutil.rmtree(staged, ignore_errors=True)
         raise
     _swap_plots(out_dir / "plots", staged if plots else None)
+    flagged = write_flagged(result.flagged, out_dir)
+    if flagged is not None:
+        paths["flagged"] = flagged
     return paths
 
 
