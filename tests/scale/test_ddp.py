@@ -214,7 +214,7 @@ def test_a_rank_with_its_own_learning_rate_is_named(torchrun: Path) -> None:
     assert [g["code"] for g in r0["live"]] == ["ranks-diverged"]  # live, once, on rank 0
     assert r1["live"] == []
     doc = _report(torchrun, "lr")
-    assert _only(doc["findings"], "ranks-diverged")["check"] == "lr"
+    assert _only(doc["findings"], "ranks-diverged")["check"] == "ranks"
     ranks = doc["stages"]["train"]["checks"]["ranks"]
     assert ranks["status"] == "error"
     assert ranks["tables"][1]["title"] == "Tensors that differ across ranks"

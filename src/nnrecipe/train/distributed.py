@@ -340,7 +340,7 @@ class DistributedWatcher(Watcher):
         self._grad_events_seen = 0
         self._emergency_done = False
         self._last_gather_step = 0
-        self._t0 = time.perf_counter()
+        self._dist_t0 = time.perf_counter()
         self._finished: dict[str, Any] | None = None
         self._batch: int | None = None  # this rank's batch size, from the last training forward
         self._wrap_monitor()
@@ -408,7 +408,7 @@ class DistributedWatcher(Watcher):
                                                         "forward_origin")} if nonfinite else None,
             "skipped": int(rec.skipped_updates),
             "monitor_s": float(self.monitor.seconds_spent),
-            "wall_s": time.perf_counter() - self._t0,
+            "wall_s": time.perf_counter() - self._dist_t0,
             "batch": self._batch,
             "fingerprint": fingerprints(self._tensors, self._indices),
             "findings": [f.to_dict() for f in self.findings],
@@ -460,7 +460,7 @@ class DistributedWatcher(Watcher):
         if prev is not None and f.severity <= prev:
             return False
         self._emitted[f.code] = f.severity
-        f.check = f.check or self.name
+        f.check = f.check or _section(f.code)
         self.on_finding(f)
         return True
 
@@ -568,7 +568,7 @@ class DistributedWatcher(Watcher):
         if self.divergence is not None:
             merged.append(self.divergence_finding())
         for f in merged:
-            f.check = f.check or self.name
+            f.check = f.check or _section(f.code)
             self._announce(f)
         return merged
 
@@ -582,7 +582,10 @@ class DistributedWatcher(Watcher):
 
         findings: list[Finding] = done["findings"]
         rank_codes = {RanksDiverged.code}
-        result = RunResult(experiment=self.name, command="watch")
+        result = RunResult(experiment=self.name, command="watch",
+                           started=getattr(self, "started", ""),
+                           duration_s=time.perf_counter() - self._dist_t0,
+                           device=str(self.monitor.device))
         checks = report_checks(self.recording, done["diag"],
                                [f for f in findings if f.code not in rank_codes])
         checks.append(self.ranks_check([f for f in findings if f.code in rank_codes]))
@@ -643,6 +646,16 @@ def _syncs_buffers(ddp: nn.Module | None) -> bool:
     if value is None:
         value = getattr(ddp, "broadcast_buffers", False)
     return bool(value)
+
+
+def _section(code: str) -> str:
+    """The report check a finding is filed under: ``ranks`` for this module's code."""
+    if code == RanksDiverged.code:
+        return "ranks"
+    from nnrecipe.train import watch
+
+    check_for = getattr(watch, "check_for", None)
+    return check_for(code) if check_for is not None else "training"
 
 
 def _ignore(finding: Finding) -> None:
