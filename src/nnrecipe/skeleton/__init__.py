@@ -2,7 +2,7 @@
 
 Checks, in the order they run: ``nondeterministic``, ``augmentation-active``,
 ``inputs-not-normalized``, ``target-shape-mismatch``, ``double-softmax``,
-``init-loss-mismatch``, ``dropout-before-batchnorm``, ``grads-not-zeroed``,
+``output-activation``, ``init-loss-mismatch``, ``dropout-before-batchnorm``, ``grads-not-zeroed``,
 ``params-not-updating``, ``eval-mode-training``, ``unregistered-parameters``,
 ``params-not-in-optimizer``, ``batch-dependency``, ``causal-leak``,
 ``baseline-not-beaten``, ``input-independent``, ``cannot-overfit-batch``.
@@ -21,6 +21,7 @@ from nnrecipe.skeleton import (  # noqa: F401
     init_loss,
     input_independent,
     inputs,
+    output_activation,
     overfit_batch,
     params_updating,
     registration,

@@ -5,6 +5,11 @@ itself, ``NLLLoss`` expects log-probabilities. A model that ends in ``softmax``/
 still trains, slowly and badly: cross-entropy on probabilities can never go below
 ln(e + C - 1) - 1 (1.46 nats for 10 classes), gradients shrink, and the loss curve looks
 "plausible". The probe observes what the loss actually received inside the user's step.
+
+Whatever the loss is - a known class, or a custom function that hides ``softmax`` and then
+calls ``cross_entropy`` - the loss's own autograd graph says what it did with the model's
+output: a softmax (or sigmoid) whose result feeds an op that applies it again (log-softmax,
+i.e. cross-entropy; NLL; BCE-with-logits) is the bug, wherever the first squash sits.
 """
 
 from __future__ import annotations
@@ -25,10 +30,27 @@ ROW_SUM_TOL = 1e-4
 NEG_TOL = 1e-6
 
 
+# A squashing op, and the consumers that expect its input unsquashed (logits).
+SQUASHED_TWICE = {
+    "SoftmaxBackward0": ("LogSoftmaxBackward0", "SoftmaxBackward0", "NllLossBackward0",
+                         "NllLoss2DBackward0"),
+    "SigmoidBackward0": ("BinaryCrossEntropyWithLogitsBackward0",),
+}
+
+
 @dataclass
 class SoftmaxVerdict:
     fires: bool
     what: str  # "softmax" or "sigmoid"
+
+
+def squashed_twice(pairs: list[tuple[str, str, bool]]) -> tuple[str, str, bool] | None:
+    """Pure decision on the loss's graph: the first (producer, consumer, inside-the-loss) pair
+    where a softmax/sigmoid result is fed to an op that expects logits."""
+    for producer, consumer, inside in pairs:
+        if consumer in SQUASHED_TWICE.get(producer, ()):
+            return producer, consumer, inside
+    return None
 
 
 def loss_kind(loss_fn: object) -> str | None:
@@ -75,17 +97,18 @@ class DoubleSoftmax(Check):
     order = 14
 
     def applies(self, ctx: Context) -> str | None:
-        if loss_kind(ctx.experiment.loss) is None:
-            return (f"the loss {type(ctx.experiment.loss).__name__} does not expect logits "
-                    "(only CrossEntropy, NLL and BCEWithLogits are checked)")
         return probe_skip_reason(ctx, self.name)
 
     def run(self, ctx: Context) -> list[Finding]:
         probe = get_probe(ctx, self.name)["a"]
-        kind = loss_kind(ctx.experiment.loss) or ""
+        kind = loss_kind(ctx.experiment.loss)
         if not probe.loss_calls:
             ctx.record("skipped", "the training step did not call the experiment's loss")
             return []
+        hidden = [squashed_twice(c.pairs) for c in probe.loss_calls]
+        ctx.record("loss_graph_pairs", [list(p) for p in probe.loss_calls[0].pairs][:20])
+        if kind is None:
+            return self._from_graph(ctx, hidden, probe.loss_calls[0].output.shape)
         verdicts, summaries = [], []
         for call in probe.loss_calls:
             lo, hi, err = _summary(call.output)
@@ -117,3 +140,26 @@ class DoubleSoftmax(Check):
                     "output_shape": list(probe.loss_calls[0].output.shape),
                     "tolerance_row_sum": ROW_SUM_TOL}
         return [self.finding(msg, evidence)]
+
+    def _from_graph(self, ctx: Context, hidden: list[tuple[str, str, bool] | None],
+                    shape: torch.Size) -> list[Finding]:
+        """A loss nnrecipe does not know by name: judged by what its graph does."""
+        if not hidden or not all(hidden):
+            return []
+        producer, consumer, inside = hidden[0]  # type: ignore[misc]
+        squash = producer.replace("Backward0", "").lower()
+        again = {"LogSoftmaxBackward0": "log-softmax (cross-entropy)",
+                 "SoftmaxBackward0": "softmax", "NllLossBackward0": "NLL (log-probabilities)",
+                 "NllLoss2DBackward0": "NLL (log-probabilities)",
+                 "BinaryCrossEntropyWithLogitsBackward0": "BCE with logits"}[consumer]
+        loss_name = getattr(ctx.experiment.loss, "__name__", type(ctx.experiment.loss).__name__)
+        where = (f"`{loss_name}` applies the {squash} to the model's output itself and then "
+                 f"{again}, which expects unsquashed logits" if inside else
+                 f"the model's output already comes out of a {squash} and `{loss_name}` "
+                 f"applies {again} to it, which expects unsquashed logits")
+        return [self.finding(
+            f"{where}: the output is squashed twice, so the loss can never approach zero and "
+            f"its gradients shrink. Read from the loss's autograd graph ({producer} -> "
+            f"{consumer}) on every probed step",
+            {"loss": loss_name, "producer": producer, "consumer": consumer,
+             "inside_loss": inside, "output_shape": list(shape)})]

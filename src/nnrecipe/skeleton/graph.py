@@ -83,3 +83,57 @@ def attribute_paths(model: nn.Module) -> dict[int, str]:
                 continue
             visit(value, f"{mod_name}.{attr}" if mod_name else attr, 0)
     return found
+
+
+VIEW_OPS = ("View", "Reshape", "Unsqueeze", "Squeeze", "Permute", "Transpose", "Clone",
+            "Contiguous", "Expand", "Select", "Slice", "Unsafe", "As", "Flatten", "Index",
+            "ToCopy")
+_VIEW_EXACT = ("TBackward0", "AliasBackward0", "NumpyTBackward0")
+_MAX_NODES = 5000
+
+
+def is_view_op(name: str) -> bool:
+    return name.startswith(VIEW_OPS) or name in _VIEW_EXACT
+
+
+def _skip_views(fn: Any) -> Any:
+    for _ in range(16):
+        if fn is None:
+            return fn
+        name = type(fn).__name__
+        nxt = fn.next_functions[0][0] if getattr(fn, "next_functions", None) else None
+        if is_view_op(name) and nxt is not None:
+            fn = nxt
+            continue
+        return fn
+    return fn
+
+
+def loss_graph(loss: Any, output: Any) -> list[tuple[str, str, bool]]:
+    """What the loss does with the model's output, read from the autograd graph between the
+    loss value and the output: ``(producer, consumer, inside)`` op pairs, view-like ops
+    skipped on both sides, ``inside`` False when the producer is the model's own last op.
+    ``("SoftmaxBackward0", "LogSoftmaxBackward0", True)`` is a softmax applied inside the loss
+    whose result a log-softmax (a cross-entropy) takes again."""
+    if not isinstance(loss, torch.Tensor) or loss.grad_fn is None:
+        return []
+    stop = output.grad_fn if isinstance(output, torch.Tensor) else None
+    inside: dict[int, Any] = {}
+    stack = [loss.grad_fn]
+    while stack and len(inside) < _MAX_NODES:
+        fn = stack.pop()
+        if fn is None or fn is stop or id(fn) in inside or type(fn).__name__ == "AccumulateGrad":
+            continue
+        inside[id(fn)] = fn
+        stack.extend(child for child, _ in fn.next_functions)
+    pairs = set()
+    for fn in inside.values():
+        name = type(fn).__name__
+        if is_view_op(name):
+            continue
+        for child, _ in fn.next_functions:
+            producer = _skip_views(child)
+            if producer is None or type(producer).__name__ == "AccumulateGrad":
+                continue
+            pairs.add((type(producer).__name__, name, id(producer) in inside))
+    return sorted(pairs)

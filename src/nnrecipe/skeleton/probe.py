@@ -38,7 +38,7 @@ from nnrecipe.skeleton._util import (
     is_batchnorm,
     is_dropout,
 )
-from nnrecipe.skeleton.graph import attribute_paths, graph_leaves
+from nnrecipe.skeleton.graph import attribute_paths, graph_leaves, loss_graph
 
 PROBE_STEPS = 3  # >= 2: stale gradients and a mode left behind only show on the second step
 STATE_KEY = "skeleton_probe"
@@ -51,6 +51,9 @@ class LossCall:
     output: torch.Tensor  # what the loss received as its first argument (CPU, detached)
     target: Any  # its second argument (CPU tensor when a tensor)
     ops: list[str]  # grad_fn names from the output back through view-like ops
+    # What the loss did with it: (producer, consumer, inside the loss) op pairs of the loss's
+    # graph (:func:`nnrecipe.skeleton.graph.loss_graph`)
+    pairs: list[tuple[str, str, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,10 @@ def probe_run(ctx: Context, steps: int = PROBE_STEPS) -> ProbeRun:
                     run.warnings.append(text)
             if len(recorder.calls) > n_calls:
                 out, target = recorder.calls[n_calls]
-                run.loss_calls.append(LossCall(_cpu(out), _cpu(target), output_ops(out)))
-                run.loss_leaves[-1] = obs.leaves(float_tensors(recorder.results[n_calls]))
+                result = recorder.results[n_calls]
+                run.loss_calls.append(LossCall(_cpu(out), _cpu(target), output_ops(out),
+                                               loss_graph(result, out)))
+                run.loss_leaves[-1] = obs.leaves(float_tensors(result))
             else:  # the step computed its own loss: follow what it returned
                 run.loss_leaves[-1] = obs.leaves(float_tensors(raw))
             recorder.calls.clear()
