@@ -313,6 +313,41 @@ def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all';
     console.print(f"lab page: {page}")
 
 
+@app.command("compare")
+def compare_cmd(run_a: Annotated[Path, typer.Argument(help="the earlier run's folder (its --out)")],
+                run_b: Annotated[Path, typer.Argument(help="the later run's folder, e.g. after a fix")],
+                out: OutOpt = None,
+                fail_on: Annotated[FailOn, typer.Option(
+                    "--fail-on", help="exit 1 when B has a new finding at or above this")] = FailOn.never,
+                quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """What changed between two runs: findings fixed/new/unchanged, learning curves overlaid,
+    the journey side by side (writes compare.html and compare.json)."""
+    from nnrecipe.report.compare import write_comparison
+
+    out_dir = out or Path("runs") / f"compare-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    try:
+        cmp, paths = write_comparison(run_a, run_b, out_dir)
+    except NNRecipeError as e:
+        raise _fail(str(e), debug, e) from None
+    except OSError as e:
+        raise _fail(f"cannot write the comparison to {out_dir}: {e}", debug, e) from None
+    c = cmp.counts()
+    if not quiet:
+        for label, items in (("fixed", cmp.fixed), ("new", cmp.new)):
+            for f in items:
+                console.print(f"  {label:>5} {f['severity']:<7} {f['code']} ({f['stage']})",
+                              markup=False, highlight=False)
+    console.print(f"{c['fixed']} fixed, {c['new']} new, {c['unchanged']} unchanged, "
+                  f"{c['severity changed']} with a changed severity"
+                  + (f", {c['not compared']} not compared (a stage only one run ran)"
+                     if c["not compared"] else ""))
+    console.print(f"comparison: {paths['report']}")
+    worst = cmp.worst_new()
+    rank = {"info": 0, "warning": 1, "error": 2}
+    if fail_on != FailOn.never and worst is not None and rank[worst] >= rank[fail_on.value]:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
 @app.command("codes")
 def codes_cmd(as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False) -> None:
     """The finding catalogue: every code, its stage, default severity, what it means and the fix."""
