@@ -103,4 +103,9 @@ def _run(experiment: Experiment, stages: Sequence[str], *, out: str | Path | Non
                             "needs it to return or raise") from e
     result.extra.update(ctx.state.get("report_extra", {}))
     result.flagged = list(ctx.state.get("flagged", []))  # flagged.csv (report/export.py)
+    if ctx.options.get("tensorboard") and "train" in ctx.state:  # nnrecipe train --tensorboard
+        from nnrecipe.report.tensorboard import export_train_stage
+
+        export_train_stage(ctx.options["tensorboard"], ctx.state["train"],
+                           [f for f in result.findings if f.stage == "train"])
     return result

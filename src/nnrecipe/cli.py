@@ -237,7 +237,25 @@ def inspect_cmd(target: Annotated[str, typer.Argument(
 
 _stage_command("check", "data + skeleton: the fast sanity checks, meant for CI.")
 _stage_command("lr", "The learning-rate range test (the overfit stage).")
-_stage_command("train", "Train with the monitor, diagnosis and early stopping.")
+
+
+@app.command("train")
+def train_cmd(target: Target,
+              tensorboard: Annotated[Path | None, typer.Option(
+                  "--tensorboard", help="also write the monitor's signals (per-layer gradient "
+                                        "norms, update ratios, dead/saturated units) and the "
+                                        "findings to TensorBoard event files in this folder")] = None,
+              out: OutOpt = None, fail_on: FailOpt = FailOn.error,
+              device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None, quiet: QuietOpt = False,
+              debug: DebugOpt = False) -> None:
+    """Train with the monitor, diagnosis and early stopping."""
+    import importlib.util
+
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        raise _fail("--tensorboard needs the tensorboard package: pip install "
+                    "'nnrecipe[tensorboard]'", debug)
+    execute("train", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
+            debug=debug, options={"tensorboard": str(tensorboard)} if tensorboard else None)
 
 
 @app.command("tune")

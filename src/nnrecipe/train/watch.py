@@ -78,7 +78,12 @@ class Watcher:
                  on_finding: FindingHandler | None = None, config: MonitorConfig | None = None,
                  check_every: int = 50, fixed_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                  task: str | None = None, name: str = "watch", accumulate: int = 1,
-                 scaler: Any = None) -> None:
+                 scaler: Any = None, tensorboard: Any = None) -> None:
+        self._tb = None
+        if tensorboard is not None:  # signals + findings to TensorBoard (report/tensorboard.py)
+            from nnrecipe.report.tensorboard import TensorBoardExport
+
+            self._tb = TensorBoardExport(tensorboard)
         self.monitor = Monitor(config, fixed_batch=fixed_batch, task=task, accumulate=accumulate,
                                scaler=scaler).attach(model, optimizer)
         self.on_finding = on_finding or warn_finding
@@ -144,6 +149,9 @@ class Watcher:
 
     def close(self) -> None:
         """Remove every hook from the model and optimizer (safe to call twice)."""
+        if self._tb is not None:
+            self._tb.write(self.recording)
+            self._tb.flush()
         self.monitor.detach()
 
     def __enter__(self) -> Watcher:
@@ -191,6 +199,9 @@ class Watcher:
         stage = StageResult("train", checks=report_checks(self.recording, diag, findings))
         stage.settle_status()
         result.stages.append(stage)
+        if self._tb is not None:
+            self._tb.write(self.recording)
+            self._tb.flush()
         return write_outputs(result, Path(out_dir))
 
     def _check(self, codes: frozenset[str]) -> list[Finding]:
@@ -200,6 +211,8 @@ class Watcher:
         for f in diag.findings:
             if f.code in codes and self._emit(f, live=True, gq=diag.grad_quantiles):
                 new.append(f)
+        if self._tb is not None:
+            self._tb.write(self.recording)
         return new
 
     def _emit(self, f: Finding, *, live: bool, gq: dict[str, float] | None = None) -> bool:
@@ -213,6 +226,8 @@ class Watcher:
             self._live[f.code] = {"step": step, "message": f.message, "grad_norm_quantiles": gq}
         self.findings = [g for g in self.findings if g.code != f.code] + [f]
         f.check = f.check or check_for(f.code)
+        if self._tb is not None:
+            self._tb.finding(f, max(0, len(self.recording.loss) - 1))
         self.on_finding(f)
         return True
 
@@ -234,7 +249,7 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer, *,
           on_finding: FindingHandler | None = None, config: MonitorConfig | None = None,
           check_every: int = 50, fixed_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
           task: str | None = None, name: str = "watch", accumulate: int = 1,
-          scaler: Any = None) -> Watcher:
+          scaler: Any = None, tensorboard: Any = None) -> Watcher:
     """Watch a training run you drive yourself: hooks ``model`` and ``optimizer`` (removed by
     ``close()`` or leaving the ``with`` block) and returns a :class:`Watcher`; call
     ``w.step(loss)`` after each optimizer step and, optionally, ``w.epoch(val=...)``.
@@ -248,12 +263,14 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer, *,
     (steps are counted per optimizer step and zero_grad inside the accumulation loop is
     caught). ``scaler`` is the ``torch.amp.GradScaler`` of a float16 loop: the steps it skips
     on purpose are not failures, and a collapsing scale or a float16 overflow is reported.
+    ``tensorboard`` (a log folder or a ``SummaryWriter``) also writes the monitor's signals and
+    the findings to TensorBoard (:mod:`nnrecipe.report.tensorboard`).
     """
     from nnrecipe.train.distributed import watcher_class  # DDP: one report, on rank 0
 
     return watcher_class()(model, optimizer, on_finding=on_finding, config=config,
                              check_every=check_every, fixed_batch=fixed_batch, task=task, name=name,
-                             accumulate=accumulate, scaler=scaler)
+                             accumulate=accumulate, scaler=scaler, tensorboard=tensorboard)
 
 
 # The report section (check) each train code belongs to; figures are embedded with it.
