@@ -14,7 +14,9 @@ same shape:
 - a ``findings`` list (rows with ``code``) becomes one row per code with ``seeds`` = on how
   many seeds it fired, and ``of`` = out of how many;
 - strings and booleans take the value most seeds had; anything else that differs becomes a
-  :class:`PerSeed` list.
+  :class:`PerSeed` list;
+- a key ending in ``_example`` keeps the first seed's value (a trajectory drawn as an
+  example, which an average across seeds would smear).
 
 A topic's ``conclude`` and ``draw`` read that tree as they read one seed's numbers (so texts
 quote means, ``fmt`` prints ``mean ± sd``, and ``common.line`` draws a band of ± one standard
@@ -143,6 +145,10 @@ def combine(per_seed: Sequence[Any], key: str = "") -> Any:
     first = values[0]
     if all(v is None for v in values):
         return None
+    if all(type(v) is type(first) and v == first for v in values[1:]):
+        return first  # the same on every seed (sizes, rates, labels): nothing to average
+    if key.endswith("_example"):
+        return first
     if key == "findings" and all(isinstance(v, list) for v in values):
         return _combine_findings(values)
     if all(isinstance(v, bool) for v in values):

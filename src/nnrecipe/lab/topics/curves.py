@@ -255,12 +255,11 @@ def conclude_stopping(n: Numbers) -> Conclusion:
         earliest = min(fired, key=lambda k: fired[k]["stop"])
         safest = min(fired, key=lambda k: (fired[k]["regret"], -fired[k]["saved"]))
         never = [k for k in rows if n["stops"][k] is None]
-        text = (f"On this overfitting run (validation best at epoch {best}, "
-                f"{val[-1] / min(val) - 1:.0%} worse by epoch {n['epochs']}), "
-                f"{len(good)} of {len(rows)} criteria (on average over the seeds) stopped within "
-                f"2% of the best validation "
-                f"loss while saving over 20% of the epochs. {earliest} stopped first (epoch "
-                f"{fired[earliest]['stop']}, {fired[earliest]['regret']:.1%} regret); "
+        text = (f"On this overfitting run (validation best at epoch {fmt(best)}, "
+                f"{n['rise']:.0%} worse by epoch {n['epochs']}), {len(good)} of {len(rows)} "
+                f"criteria stopped within 2% of the best validation loss while saving over 20% "
+                f"of the epochs. {earliest} stopped first (epoch "
+                f"{fmt(fired[earliest]['stop'])}, {fired[earliest]['regret']:.1%} regret); "
                 f"{safest} kept the best weights ({fired[safest]['regret']:.1%}). Patience "
                 f"waits for k epochs without improvement — robust to noise, costs k epochs. "
                 f"GL stops once validation is α% above its best — fast, but a noisy bump can "
@@ -292,7 +291,9 @@ def draw_stopping(n: Numbers) -> list[Plot]:
            ylim=(0, max(n["val"][1:]) * 1.15))
     grid_legend(ax, fontsize=8, loc="lower left")
     return [Plot("Early-stopping criteria on a noisy validation curve", fig,
-                 "digits, 300 training samples with 30% wrong labels, a 256-unit MLP, Adam 2e-3")]
+                 "digits, 300 training samples with 30% wrong labels, a 256-unit MLP, Adam 2e-3; "
+                 "curves: mean ± sd over the seeds; dotted lines: each criterion's mean "
+                 "stopping epoch")]
 
 
 def table_stopping(n: Numbers) -> tuple[list[str], list[list[Any]]]:
@@ -386,7 +387,7 @@ def measure_fluctuating(lab: Lab, epochs: int = 12, lr: float = FLUCT_LR) -> Num
                                    "swing": swing(high.history.val_losses()),
                                    "accuracy": high.history.val_metric("accuracy"),
                                    "jitter": v.jitter, "findings": high.findings(),
-                                   "samples": _trajectory(high.recording)}
+                                   "samples_example": _trajectory(high.recording)}
     ev = weights_fluctuating_verdict(ema.val, None)
     out["runs"][f"same run, EMA of the weights ({EMA_DECAY:g})"] = {
         "val": ema.val, "swing": swing(ema.val), "accuracy": ema.acc, "jitter": ev.jitter,
@@ -396,7 +397,7 @@ def measure_fluctuating(lab: Lab, epochs: int = 12, lr: float = FLUCT_LR) -> Num
                                         "swing": swing(low.history.val_losses()),
                                         "accuracy": low.history.val_metric("accuracy"),
                                         "jitter": lv.jitter, "findings": low.findings(),
-                                        "samples": _trajectory(low.recording)}
+                                        "samples_example": _trajectory(low.recording)}
     return out
 
 
@@ -452,10 +453,10 @@ def draw_fluctuating(n: Numbers) -> list[Plot]:
     a.set(title="validation loss", xlabel="epoch", ylabel="loss", yscale="log")
     names = list(n["runs"])
     for j, key in enumerate((names[0], names[2])):
-        for k, traj in enumerate(n["runs"][key].get("samples", [])):
+        for k, traj in enumerate(n["runs"][key].get("samples_example", [])):
             b.plot(np.asarray(traj, dtype=float) - float(traj[0]),
                    color=COLORS[0 if j == 0 else 2], lw=0.8, label=key if k == 0 else None)
-    b.set(title="a few weights over time (change from their first value)",
+    b.set(title="a few weights over time (change from their first value; one seed)",
           xlabel="monitor sample", ylabel="Δw")
     grid_legend(a, b, fontsize=7)
     return [Plot("Fluctuating weights, averaging and a lower rate", fig,

@@ -88,7 +88,7 @@ def measure_lr(lab: Lab, epochs: int = 10, arms: dict[str, float] | None = None)
                 "findings": w.findings(),
                 "lr": lr, "epoch_train_loss": ep,
                 "rises": sum(1 for a, b in zip(ep, ep[1:], strict=False) if b > (1 + RISE) * a),
-                "step_losses": history.step_losses, "stopped": history.stopped_reason,
+                "step_losses_example": history.step_losses, "stopped": history.stopped_reason,
                 "val_accuracy": evaluate(model, data.Xv, data.yv)["accuracy"],
                 "update_ratio": float(np.median(ratio.ratios)) if ratio.ratios else math.nan,
             }
@@ -155,16 +155,17 @@ def draw_lr(n: Numbers) -> list[Plot]:
         ep = r["epoch_train_loss"]
         line(a, range(1, len(ep) + 1), ep, "o-", ms=3, color=COLORS[i],
              label=f"{name} (lr {r['lr']:g})")
-        steps = [min(v, 50) if math.isfinite(v) else np.nan for v in r["step_losses"]]
+        steps = [min(v, 50) if math.isfinite(v) else np.nan for v in r["step_losses_example"]]
         b.plot(steps, color=COLORS[i], lw=0.8, label=name)
     a.axhline(LN10, ls="--", color=COLORS[5], lw=1, label="chance (ln 10)")
     a.set(title="training error vs epochs", xlabel="epoch", ylabel="mean training loss",
           yscale="log")
-    b.set(title="every step (capped at 50)", xlabel="step", ylabel="loss", yscale="log")
+    b.set(title="every step (capped at 50; one seed)", xlabel="step", ylabel="loss",
+          yscale="log")
     grid_legend(a, b, fontsize=7)
     return [Plot("Training loss vs epochs for four learning rates", fig,
                  "SGD on a 3-hidden-layer MLP, scikit-learn digits; left: mean ± sd over the "
-                 "seeds, right: the mean step loss")]
+                 "seeds, right: the first seed's steps")]
 
 
 LR_HIGH_LOW = register(Topic(
