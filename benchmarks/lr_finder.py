@@ -1,30 +1,41 @@
-"""How good is nnrecipe's learning-rate suggestion? Compared with a grid of short training runs.
+"""How good is nnrecipe's learning-rate suggestion for the run the user will actually do?
+Compared with a grid of training runs at that run's own horizon.
 
-On each task, the "truth" is a grid of constant learning rates (quarter-decade steps,
-3.2e-5..1) trained for the task's short horizon (~250-300 steps) with Adam, scored by the best
-validation loss reached, averaged over training seeds. Each method's suggested rate is then
-trained the same way (same seeds), and we report
+On each task and horizon (3 and 20 epochs by default), the "truth" is a grid of constant Adam
+learning rates (quarter decades, 3.2e-5..1) trained for that many epochs, scored by the
+validation loss at the end of the run (the model the user's run ends with), averaged over
+training seeds (``--score best``: the best validation loss within the run instead, what a
+trainer that restores the best epoch keeps). Each method's suggested rate is then trained the same way (same seeds):
 
     ratio = validation loss at the suggestion / the grid's best validation loss
 
 (1.00 = as good as the best grid rate; lower is better; below 1 when the suggestion falls
-between grid points and beats them). Each finder is itself run with several seeds (its own
-inits and batch orders); the table gives the mean ratio and the worst. The methods:
+between grid points and beats them). Constant-rate runs are prefixes of each other (the same
+seed gives the same batches, and nothing depends on the total length), so every rate is
+trained once for the longest horizon and read at each shorter one. Each finder is itself run
+with several seeds (its own inits and batch orders) and told the horizon (the experiment's
+``epochs``). The methods:
 
-- ``nnrecipe``: ``find_lr`` as the overfit stage runs it (3 sweeps, then short validated
-  runs of at most 100 steps, a third of the grid's horizon).
-- ``nnrecipe-sweep``: nnrecipe without validation runs (a tenth of the median sweep edge).
-- ``steepest`` and ``valley``: the two common rules on one fastai-style sweep (1e-7..10,
-  100 steps, EMA 0.98 debiased smoothing, stop at 4x the minimum, first 10% and last 5 points
-  dropped), implemented here as references.
+- ``nnrecipe``: ``find_lr`` as the overfit stage runs it, horizon-aware (see
+  ``nnrecipe.overfit.lr_range``).
+- ``short``: the same finder told nothing about the horizon (its runs' own length, <= 100
+  steps): what nnrecipe suggested before it knew the horizon.
+- ``steepest``, ``valley`` and ``min/10``: the common rules on one fastai-style sweep
+  (1e-7..10, 100 steps, EMA 0.98 debiased smoothing, stop at 4x the minimum, first 10% and
+  last 5 points dropped), implemented here as references.
 
-Run: ``.venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular] [--seeds 5]
-[--finder-seeds 3] [--jobs 2] [--cache FILE]``. Prints Markdown tables for README.md.
+Cost: training steps a finder takes, against one plain range test (a 100-step sweep).
+
+Run: ``nice -n 10 .venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular]
+[--horizons 3,20] [--seeds 5] [--finder-seeds 3] [--jobs 2] [--cache FILE]``. Prints Markdown
+tables for README.md and the load average during the run. ``--cache`` keeps every training
+curve (task, rate, seed) in a JSON file and reuses it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -44,7 +55,7 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.fit import fit
 from nnrecipe.core.training import infinite_batches
 from nnrecipe.examples.digits import DigitsCNN, digits_splits
-from nnrecipe.overfit.lr_range import find_lr, log_median, run_sweep
+from nnrecipe.overfit.lr_range import find_lr, run_sweep
 from nnrecipe.overfit.probes import ContextProbe
 
 GRID = [10 ** (-4.5 + k / 4) for k in range(19)]  # 3.2e-5 .. 1, quarter decades
@@ -152,6 +163,11 @@ def fastai_curve(lrs: list[float], losses: list[float], num_it: int = 100
     return lr[num_it // 10: -5], lo[num_it // 10: -5]
 
 
+def min10_rule(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """fastai's older suggestion: a tenth of the rate at the minimum of the smoothed curve."""
+    return float(lrs[int(np.argmin(losses))]) / 10
+
+
 def steepest_rule(lrs: np.ndarray, losses: np.ndarray) -> float:
     grads = (losses[1:] - losses[:-1]) / (np.log(lrs[1:]) - np.log(lrs[:-1]))
     return float(lrs[int(np.argmin(grads))])
@@ -184,131 +200,196 @@ def reference_sweep(ctx: Context) -> tuple[list[float], list[float]]:
 
 
 # --------------------------------------------------------------------------- measuring
-CACHE: dict[str, float] = {}
+CACHE: dict[str, list[float]] = {}
+MAX_EPOCHS = 20  # the longest horizon: every rate is trained this long once
 
 
-def val_loss_at(exp: Experiment, lr: float, seeds: int) -> float:
-    """Mean over seeds of the best validation loss of a short constant-rate Adam run."""
-    key = f"{exp.name}|{lr:.6g}|{seeds}"
+def curve(exp: Experiment, lr: float, seed: int, epochs: int) -> list[float]:
+    """Validation loss after each epoch of a constant-rate Adam run (inf once non-finite)."""
+    key = f"{exp.name}|{lr:.6g}|{seed}|{epochs}"
     if key not in CACHE:
-        CACHE[key] = _val_loss_at(exp, lr, seeds)
-    return CACHE[key]
-
-
-def _val_loss_at(exp: Experiment, lr: float, seeds: int) -> float:
-    vals = []
-    for seed in range(seeds):
         ctx = Context(exp, seed=100 + seed)
         model = ctx.fresh_model(seed=100 + seed)
         h = fit(ctx, model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
-                restore_best=False)
-        vals.append(h.best_val_loss if math.isfinite(h.best_val_loss) else math.inf)
-    return float(np.mean(vals))
+                epochs=epochs, restore_best=False, description=f"lr={lr:.2g}")
+        vals = [e.val.get("loss", math.inf) if e.val else math.inf for e in h.epochs]
+        vals = [v if math.isfinite(v) else math.inf for v in vals]
+        CACHE[key] = vals + [math.inf] * (epochs - len(vals))
+    return CACHE[key]
+
+
+SCORING = "final"  # or "best" (set by --score)
+
+
+def score(exp: Experiment, lr: float, seeds: int, horizon: int, longest: int) -> float:
+    """Mean over training seeds of the validation loss at the end of ``horizon`` epochs (the
+    model a constant-rate run of that length ends with), or with ``--score best`` the best
+    within them (what a trainer that restores the best epoch keeps)."""
+    if SCORING == "best":
+        return float(np.mean([min(curve(exp, lr, s, longest)[:horizon]) for s in range(seeds)]))
+    return float(np.mean([curve(exp, lr, s, longest)[horizon - 1] for s in range(seeds)]))
 
 
 @dataclass
-class TaskResult:
+class HorizonResult:
     task: str
+    horizon: int  # epochs
+    steps: int  # optimizer steps of the run at this horizon
     grid_best_lr: float
     grid_best: float
     suggestions: dict[str, list[float]]  # per method, one per finder seed
     ratios: dict[str, list[float]]
-    confidence: list[str]
-    nnrecipe_steps: list[int]
-    grid_steps: int
-    noise_floor: float  # ratio at the grid's best rate x 1.023
-    seconds: float
+    noise_floor: float  # ratio at the grid's best rate nudged by 2%
+    finder_steps: dict[str, list[int]]  # training steps each finder took
 
 
-def run_task(name: str, seeds: int, cache: str | None = None, finder_seeds: int = 1,
-             run_steps: int | None = None) -> TaskResult:
+METHODS = ("nnrecipe", "short", "steepest", "valley", "min/10")
+
+
+def grid_only(name: str, seeds: int, longest: int, cache: str | None) -> float:
+    """Train (and cache) the grid's curves only: the expensive part, reused by later runs."""
     torch.set_num_threads(1)
     if cache and os.path.exists(cache):
         with open(cache) as fh:
             CACHE.update(json.load(fh))
     t0 = time.perf_counter()
     exp = TASKS[name]()
-    grid = {lr: val_loss_at(exp, lr, seeds) for lr in GRID}
-    best_lr = min(grid, key=grid.__getitem__)
-    methods = ("nnrecipe", "nnrecipe-sweep", "steepest", "valley")
-    suggestions: dict[str, list[float]] = {m: [] for m in methods}
-    confidence, steps = [], []
-    for fs in range(finder_seeds):  # the finders are random too: other inits, batch orders
-        ctx = Context(exp, seed=fs)
-        found = find_lr(ContextProbe(ctx, run_steps=run_steps), seed=0)
-        lrs, losses = fastai_curve(*reference_sweep(ctx))
-        for m, lr in zip(methods, (found.suggested, log_median(found.edge_lrs) / 10,
-                                   steepest_rule(lrs, losses), valley_rule(lrs, losses)),
-                         strict=True):
-            suggestions[m].append(lr)
-        confidence.append(found.confidence)
-        steps.append(sum(len(s.losses) for s in found.sweeps)
-                     + sum(len(r.train_losses) for r in found.runs))
-    ratios = {m: [val_loss_at(exp, lr, seeds) / grid[best_lr] for lr in v]
-              for m, v in suggestions.items()}
-    # The noise floor: the grid's best rate nudged by 2% (the same rate in all but name, a
-    # different trajectory) scores this ratio; no method can be expected to do better.
-    floor = val_loss_at(exp, best_lr * 10 ** 0.01, seeds) / grid[best_lr]
-    per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
+    for lr in GRID:
+        for s in range(seeds):
+            curve(exp, lr, s, longest)
     if cache:
         with open(f"{cache}.{name}", "w") as fh:
             json.dump(CACHE, fh)
-    return TaskResult(exp.name or name, best_lr, grid[best_lr], suggestions, ratios,
-                      confidence, steps, len(GRID) * per_epoch * exp.epochs, floor,
-                      time.perf_counter() - t0)
+    return time.perf_counter() - t0
+
+
+def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
+             cache: str | None = None, scoring: str = "final"
+             ) -> tuple[list[HorizonResult], float]:
+    global SCORING
+    SCORING = scoring
+    torch.set_num_threads(1)
+    if cache and os.path.exists(cache):
+        with open(cache) as fh:
+            CACHE.update(json.load(fh))
+    t0 = time.perf_counter()
+    base = TASKS[name]()
+    longest = max(horizons)
+    out = []
+    sweeps = {}
+    for fs in range(finder_seeds):  # the reference rules read one plain sweep per finder seed
+        sweeps[fs] = fastai_curve(*reference_sweep(Context(base, seed=fs)))
+    for horizon in horizons:
+        exp = dataclasses.replace(base, epochs=horizon)
+        grid = {lr: score(exp, lr, seeds, horizon, longest) for lr in GRID}
+        best_lr = min(grid, key=grid.__getitem__)
+        picks: dict[str, list[float]] = {m: [] for m in METHODS}
+        steps: dict[str, list[int]] = {m: [] for m in METHODS}
+        for fs in range(finder_seeds):
+            ctx = Context(exp, seed=fs)
+            for m, horizon_aware in (("nnrecipe", True), ("short", False)):
+                found = find_lr(ContextProbe(ctx, horizon=horizon_aware), seed=0)
+                picks[m].append(found.suggested)
+                steps[m].append(sum(len(s.losses) for s in found.sweeps)
+                                + sum(len(r.train_losses) for r in found.runs))
+            lrs, losses = sweeps[fs]
+            for m, rule in (("steepest", steepest_rule), ("valley", valley_rule),
+                            ("min/10", min10_rule)):
+                picks[m].append(rule(lrs, losses))
+                steps[m].append(100)
+        ratios = {m: [score(exp, lr, seeds, horizon, longest) / grid[best_lr] for lr in v]
+                  for m, v in picks.items()}
+        floor = score(exp, best_lr * 10 ** 0.01, seeds, horizon, longest) / grid[best_lr]
+        per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
+        out.append(HorizonResult(exp.name or name, horizon, per_epoch * horizon, best_lr,
+                                 grid[best_lr], picks, ratios, floor, steps))
+    if cache:
+        with open(f"{cache}.{name}", "w") as fh:
+            json.dump(CACHE, fh)
+    return out, time.perf_counter() - t0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--seeds", type=int, default=5, help="training seeds per grid point")
+    ap.add_argument("--horizons", default="3,20", help="epochs of the runs scored")
+    ap.add_argument("--seeds", type=int, default=5, help="training seeds per rate")
     ap.add_argument("--finder-seeds", type=int, default=3,
                     help="independent runs of each finder (seeds of its sweeps and runs)")
-    ap.add_argument("--run-steps", type=int, default=None,
-                    help="length of nnrecipe's validation runs (default: the stage's, <= 100)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--cache", help="JSON file of grid results to reuse (while iterating)")
+    ap.add_argument("--cache", help="JSON file of training curves to reuse (while iterating)")
+    ap.add_argument("--grid-only", action="store_true", help="only train and cache the grid")
+    ap.add_argument("--score", choices=("final", "best"), default="final",
+                    help="validation loss at the end of the run, or the best within it")
     args = ap.parse_args()
     names = args.tasks.split(",")
+    horizons = sorted(int(h) for h in args.horizons.split(","))
     n = len(names)
+    load0, t0 = os.getloadavg()[0], time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(run_task, names, [args.seeds] * n, [args.cache] * n,
-                                [args.finder_seeds] * n, [args.run_steps] * n))
+        if args.grid_only:
+            secs = list(pool.map(grid_only, names, [args.seeds] * n, [max(horizons)] * n,
+                                 [args.cache] * n))
+            results = []
+        else:
+            results = list(pool.map(run_task, names, [args.seeds] * n, [horizons] * n,
+                                    [args.finder_seeds] * n, [args.cache] * n,
+                                    [args.score] * n))
     if args.cache:
-        merged: dict[str, float] = {}
+        merged: dict[str, list[float]] = {}
+        if os.path.exists(args.cache):
+            with open(args.cache) as fh:
+                merged.update(json.load(fh))
         for name in names:
             with open(f"{args.cache}.{name}") as fh:
                 merged.update(json.load(fh))
             os.remove(f"{args.cache}.{name}")
         with open(args.cache, "w") as fh:
             json.dump(merged, fh)
-    report(results)
+    if args.grid_only:
+        print("grid seconds per task: " + ", ".join(f"{nm} {sec:.0f}" for nm, sec in
+                                                    zip(names, secs, strict=True)))
+    else:
+        global SCORING
+        SCORING = args.score
+        report([r for rs, _ in results for r in rs], {nm: sec for nm, (_, sec) in
+                                                      zip(names, results, strict=True)})
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s with {args.jobs} processes; load "
+          f"average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+          f"({os.cpu_count()} cores)")
 
 
-def report(results: list[TaskResult]) -> None:
-    methods = list(results[0].ratios)
-    print("Validation loss at the suggestion / the grid's best (mean over finder seeds, worst "
-          "in brackets):\n")
-    print("| task | grid best lr | noise floor | " + " | ".join(f"`{m}`" for m in methods)
-          + " | nnrecipe confidence | nnrecipe steps (grid: per seed) |")
-    print("|---|---|---|" + "---|" * len(methods) + "---|---|")
+SCORING_TEXT = {"final": "at the end of the run", "best": "the best within the run"}
+
+
+def report(results: list[HorizonResult], seconds: dict[str, float]) -> None:
+    print(f"Validation loss ({SCORING_TEXT[SCORING]}) at the suggestion / the grid's best at "
+          f"the same horizon (median over finder seeds, worst in brackets):\n")
+    print("| task | epochs (steps) | grid best lr | noise floor | "
+          + " | ".join(f"`{m}`" for m in METHODS) + " |")
+    print("|---|---|---|---|" + "---|" * len(METHODS))
     for r in results:
-        cells = [f"{np.mean(r.ratios[m]):.3f} ({max(r.ratios[m]):.3f})" for m in methods]
-        conf = ", ".join(sorted(set(r.confidence), key=r.confidence.index))
-        print(f"| {r.task} | {r.grid_best_lr:.1e} | {r.noise_floor:.3f} | " + " | ".join(cells)
-              + f" | {conf} | {int(np.mean(r.nnrecipe_steps))} ({r.grid_steps}) |")
-    means = [np.mean([np.mean(r.ratios[m]) for r in results]) for m in methods]
-    worst = [max(max(r.ratios[m]) for r in results) for m in methods]
-    floor = np.mean([r.noise_floor for r in results])
-    print(f"| **mean** | | {floor:.3f} | " + " | ".join(f"**{v:.3f}**" for v in means) + " | | |")
-    print("| worst | | | " + " | ".join(f"{v:.3f}" for v in worst) + " | | |")
+        cells = [f"{np.median(r.ratios[m]):.3f} ({max(r.ratios[m]):.3f})" for m in METHODS]
+        print(f"| {r.task} | {r.horizon} ({r.steps}) | {r.grid_best_lr:.1e} | "
+              f"{r.noise_floor:.3f} | " + " | ".join(cells) + " |")
+    for horizon in sorted({r.horizon for r in results}):
+        rs = [r for r in results if r.horizon == horizon]
+        med = [np.median([v for r in rs for v in r.ratios[m]]) for m in METHODS]
+        worst = [max(v for r in rs for v in r.ratios[m]) for m in METHODS]
+        print(f"| **{horizon} epochs: median / worst (task, seed)** | | | | "
+              + " | ".join(f"**{a:.2f}** / {b:.2f}" for a, b in zip(med, worst, strict=True))
+              + " |")
     print("\nSuggested rates (per finder seed):\n")
-    print("| task | " + " | ".join(f"`{m}`" for m in methods) + " |")
-    print("|---|" + "---|" * len(methods))
+    print("| task | epochs | " + " | ".join(f"`{m}`" for m in METHODS) + " |")
+    print("|---|---|" + "---|" * len(METHODS))
     for r in results:
-        print(f"| {r.task} | " + " | ".join(", ".join(f"{v:.1e}" for v in r.suggestions[m])
-                                           for m in methods) + " |")
-    print(f"\nseconds per task: {', '.join(f'{r.task} {r.seconds:.0f}' for r in results)}")
+        print(f"| {r.task} | {r.horizon} | " + " | ".join(
+            ", ".join(f"{v:.1e}" for v in r.suggestions[m]) for m in METHODS) + " |")
+    print("\nTraining steps per finder run (median; a plain range test: 100):\n")
+    for r in results:
+        print(f"- {r.task}, {r.horizon} epochs: " + ", ".join(
+            f"{m} {int(np.median(r.finder_steps[m]))}" for m in ("nnrecipe", "short")))
+    print(f"\nseconds per task: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}")
 
 
 if __name__ == "__main__":

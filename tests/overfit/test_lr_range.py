@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from nnrecipe.overfit.lr_range import (
+    MAX_HORIZON_DECADES,
     ShortRun,
     Sweep,
+    best_step,
+    checkpoint_steps,
     decide_confidence,
     diverged,
     extension,
     find_lr,
+    horizon_rate,
     plausible_range,
     refinement,
     robust_choice,
@@ -150,3 +154,57 @@ def test_a_best_rate_that_diverges_with_another_seed_is_dropped() -> None:
     res = find_lr(probe, repeats=1)
     assert res.suggested < 2.5e-3 and math.isinf(res.noise) and res.confidence == "low"
     assert any("diverged when re-run" in r for r in res.reasons)
+
+
+def test_checkpoints_and_the_step_where_a_rate_does_best() -> None:
+    assert checkpoint_steps(100) == [12, 25, 38, 50, 75, 100]
+    assert checkpoint_steps(4) == [1, 2, 3, 4]
+    runs = [ShortRun(1e-2, 0.2, checkpoints=[(25, 0.5), (50, 0.2), (100, 0.3)]),
+            ShortRun(1e-2, 0.25, seed=1, checkpoints=[(25, 0.4), (50, 0.25), (100, 0.26)]),
+            ShortRun(1e-3, 0.6, checkpoints=[(25, 0.9), (50, 0.7), (100, 0.6)]),
+            ShortRun(1e-1, math.nan, checkpoints=[(25, 0.1)])]  # diverged: ignored
+    assert best_step(runs, 1e-2) == 50  # mean over both seeds
+    assert best_step(runs, 1e-3) == 100  # still falling at the end
+    assert best_step(runs, 1e-1) is None and best_step(runs, 5e-2) is None
+
+
+def test_the_rate_is_carried_to_the_horizon_as_one_over_steps() -> None:
+    # the short runs' best point is 1e-2 for 50 steps: a run of 500 steps reaches it at 1e-3
+    h = horizon_rate(1e-2, 50, 100, 500)
+    assert h is not None and h.rate == pytest.approx(1e-3) and not h.capped
+    assert "500 steps" in h.reason() and "1/steps" in h.reason()
+    still_falling = horizon_rate(1e-2, None, 100, 400)  # no checkpoints: the runs' length
+    assert still_falling is not None and still_falling.rate == pytest.approx(2.5e-3)
+    at_horizon = horizon_rate(1e-2, 50, 100, 80)  # runs as long as the experiment's
+    assert at_horizon is not None and at_horizon.rate == 1e-2 and "as long as" in \
+        at_horizon.reason()
+    far = horizon_rate(1e-2, 100, 100, 10**6)  # never more than the cap below the short rate
+    assert far is not None and far.capped
+    assert far.rate == pytest.approx(1e-2 * 10 ** -MAX_HORIZON_DECADES)
+    assert horizon_rate(1e-2, 50, 100, None) is None  # the horizon unknown
+
+
+class HorizonProbe(FakeProbe):
+    """A FakeProbe that knows its runs' length and the experiment's, with checkpoints."""
+
+    run_steps = 100
+    horizon_steps = 1000
+
+    def short_run(self, lr: float, seed: int) -> ShortRun:
+        r = super().short_run(lr, seed)
+        r.checkpoints = [(50, r.val_loss * 1.5), (100, r.val_loss)]
+        return r
+
+
+def test_find_lr_suggests_the_rate_for_the_experiments_horizon() -> None:
+    probe = HorizonProbe(edges=[3e-2, 4e-2, 2.5e-2], optimum=3e-3, noise=0.002)
+    res = find_lr(probe)
+    assert res.horizon is not None and res.horizon.steps == 1000
+    assert res.short_rate == pytest.approx(find_lr(FakeProbe([3e-2, 4e-2, 2.5e-2], 3e-3,
+                                                             noise=0.002)).suggested)
+    assert res.suggested == pytest.approx(res.short_rate / 10)  # best at step 100 of 100
+    assert res.low <= res.suggested <= res.high < res.short_rate
+    assert "the experiment trains 1000 steps" in res.reasons[0]
+    state = res.to_state()
+    assert state["short_rate"] == res.short_rate and state["horizon_steps"] == 1000
+    assert state["horizon_best_step"] == 100

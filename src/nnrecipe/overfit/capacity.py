@@ -156,7 +156,10 @@ class Capacity(Check):
         # model" from "too small a rate".
         runs = self._train_sizes(ctx, sizes, subset, steps, None)
         verdict = runs.verdict()
-        suggested = ctx.state.get("lr", {}).get("suggested", math.nan)
+        # the rate for a short run (capacity trains a few hundred steps on a subset), not the
+        # one carried to the experiment's horizon
+        st = ctx.state.get("lr", {})
+        suggested = st.get("short_rate", st.get("suggested", math.nan))
         user = ctx.state.get("lr", {}).get("user_lr") or self._user_lr(ctx)
         if not verdict.reached and isinstance(suggested, float) and math.isfinite(suggested) \
                 and not (0.5 < suggested / user < 2.0 if user > 0 else False):
@@ -170,7 +173,7 @@ class Capacity(Check):
         frac = verdict.fractions.get(verdict.best_size, math.inf)
         largest = max(runs.final, key=_key) if runs.final else None
         what = f"no model size tried ({arg} up to {largest})" if arg else "the model"
-        how = f"lr={runs.lr:.3g} (the suggested rate)" if runs.lr else \
+        how = f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr else \
             f"your optimizer (lr={user:.3g})"
         evidence = {"subset": k, "steps": steps, "lr": runs.lr or user,
                     "target_fraction": TARGET_FRACTION,
@@ -237,7 +240,7 @@ class Capacity(Check):
                               f"{STOP_FRACTION:.0%} of its value at init or after {steps} "
                               f"steps; a model that cannot get below {TARGET_FRACTION:.0%} "
                               "underfits; "
-                              + (f"lr={runs.lr:.3g} (the suggested rate)" if runs.lr else
+                              + (f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr else
                                  "the experiment's optimizer")
                               + "; loss in eval mode.")
         ctx.record("fractions", {str(s): v for s, v in verdict.fractions.items()})

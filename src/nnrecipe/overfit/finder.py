@@ -28,7 +28,7 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
             train_step: Callable | None = None, batch_size: int = 64, repeats: int = 3,
             start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
             num_steps: int = DEFAULT_SWEEP_STEPS, run_steps: int = 100, seed: int = 0,
-            threads: int | None = None) -> LRSuggestion:
+            threads: int | None = None, epochs: int | None = None) -> LRSuggestion:
     """Suggest a learning rate for ``model`` trained by ``optimizer`` on ``data``.
 
     ``data`` (and ``val_data``) is a DataLoader, a Dataset of ``(input, target)``, or an
@@ -39,6 +39,11 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
     for that; when ``data`` is a DataLoader (nothing to hold out), the suggestion is a tenth
     of the median edge (``method="sweep"``, measurably worse: see the README).
     ``train_step(model, batch, loss, optimizer) -> loss`` replaces the built-in step.
+
+    ``epochs``: how long you will train (at a constant rate). The best rate depends on it —
+    it falls roughly as 1/steps — so with ``epochs`` the suggestion is carried from the
+    short runs to your run's length (``res.horizon``; ``res.short_rate`` is the best rate for
+    the short runs themselves). Without it, the suggestion is for ``run_steps`` steps.
 
     The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
     the global RNG state are restored afterwards, whatever happens. torch's intra-op threads
@@ -56,14 +61,25 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
         and hasattr(data, "__len__")
     if val_data is None and indexable:
         data, val_data = _hold_out(data, seed)
+    if epochs is not None and epochs < 1:
+        raise ConfigurationError(f"lr_find(epochs=...) must be >= 1, got {epochs}")
     probe = ModelProbe(model, optimizer, data, loss, val_data=val_data, train_step=train_step,
                        batch_size=batch_size, run_steps=run_steps)
+    if epochs is not None:
+        probe.horizon_steps = epochs * _batches_per_epoch(data, batch_size)
     try:
         with thread_policy(threads):
             return find_lr(probe, repeats=repeats, start_lr=start_lr, end_lr=end_lr,
                            num_steps=num_steps, validate=val_data is not None, seed=seed)
     finally:
         probe.restore()
+
+
+def _batches_per_epoch(data: Any, batch_size: int) -> int:
+    if isinstance(data, DataLoader):
+        return max(1, len(data))
+    n = data_mod.dataset_len(data_mod.as_dataset(data, "data"), "data")
+    return max(1, -(-n // batch_size))
 
 
 def _hold_out(data: Any, seed: int) -> tuple[Any, Any]:

@@ -56,6 +56,10 @@ RANGE_TOLERANCE = 0.05
 # the curve is dominated by noise (batch order, init) and any single-sweep rule is a guess.
 SPREAD_HIGH = 0.5
 SPREAD_LOW = 1.0
+# The horizon rule (horizon_rate) never moves the rate more than this many decades below the
+# short runs' best: 1/steps was measured up to ~8x the runs' length (README); further out it
+# is an extrapolation, and a rate 30x lower than any validated one is not suggested blind.
+MAX_HORIZON_DECADES = 1.5
 
 
 # --------------------------------------------------------------------------- measuring
@@ -72,7 +76,8 @@ class Sweep:
 
 @dataclass
 class ShortRun:
-    """A short training run at a constant rate: held-out loss and what happened on the way."""
+    """A short training run at a constant rate: held-out loss (at its end) and what happened
+    on the way; ``checkpoints`` are (steps done, held-out loss) pairs."""
 
     lr: float
     val_loss: float
@@ -80,11 +85,24 @@ class ShortRun:
     grad_norms: list[float] = field(default_factory=list)
     seed: int = 0
     stopped: str = "completed"
+    checkpoints: list[tuple[int, float]] = field(default_factory=list)
+
+
+# Where a short run's held-out loss is measured, as fractions of its length: dense enough to
+# see when the loss bottoms out (a factor 8 in steps), cheap enough (6 evaluations of at most
+# VAL_LIMIT samples, ~15% of a 100-step run on the benchmark tasks).
+CHECKPOINT_FRACTIONS = (1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1.0)
+
+
+def checkpoint_steps(run_steps: int) -> list[int]:
+    """The steps (1-based counts) after which a run of ``run_steps`` is evaluated."""
+    return sorted({max(1, round(run_steps * f)) for f in CHECKPOINT_FRACTIONS})
 
 
 class Probe(Protocol):
     """What :func:`find_lr` needs measured. Implementations must leave the user's objects as
-    they found them."""
+    they found them. A probe may also say how long its short runs are (``run_steps``) and how
+    long the run the suggestion is for will be (``horizon_steps``; None: unknown)."""
 
     def sweep(self, seed: int, start_lr: float, end_lr: float, num_steps: int) -> Sweep: ...
 
@@ -350,6 +368,64 @@ def plausible_range(tried: dict[float, float], tolerance: float) -> tuple[float,
     return float(10 ** walk(-1)), float(10 ** walk(+1))
 
 
+def best_step(runs: Sequence[ShortRun], lr: float) -> int | None:
+    """The checkpoint (steps done) at which the held-out loss of the runs at ``lr`` is lowest
+    (their mean over seeds, at the checkpoints every run has); None without checkpoints."""
+    curves = [dict(r.checkpoints) for r in runs if r.lr == lr and r.checkpoints
+              and math.isfinite(r.val_loss)]
+    if not curves:
+        return None
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    if not common:
+        return None
+    means = [float(np.mean([c[t] for c in curves])) for t in common]
+    return int(common[int(np.argmin(means))])
+
+
+@dataclass
+class Horizon:
+    """How the short runs' best rate was carried to the experiment's horizon."""
+
+    steps: int  # the run the suggestion is for (planned optimizer steps)
+    run_steps: int  # the short runs' length
+    short_rate: float  # the best rate at the short runs' length
+    best_step: int  # where that rate's held-out loss bottomed out in the short runs
+    rate: float  # the rate for ``steps``
+    capped: bool  # the shift hit MAX_HORIZON_DECADES
+
+    def reason(self) -> str:
+        if self.steps <= self.run_steps:
+            return (f"the short runs were as long as the experiment's run ({self.steps} steps): "
+                    f"their best rate is the suggestion")
+        return (f"the experiment trains {self.steps} steps, the short runs {self.run_steps}: a "
+                f"constant-rate run gets about as far as rate x steps, so the short runs' best "
+                f"point ({self.short_rate:.3g} for {self.best_step} steps) is reached by step "
+                f"{self.steps} at {self.rate:.3g}, with less step noise on the way (the best "
+                f"rate falls about as 1/steps with the horizon: measured, README)"
+                + (f"; the shift is capped at {MAX_HORIZON_DECADES:g} decades" if self.capped
+                   else ""))
+
+
+def horizon_rate(short_rate: float, best: int | None, run_steps: int, steps: int | None
+                 ) -> Horizon | None:
+    """Carry the best rate of runs ``run_steps`` long to a run of ``steps`` (pure rule).
+
+    A constant-rate run's progress goes roughly as rate x steps (each Adam or SGD step moves
+    the weights by about the rate), and of two runs at the same progress the one with the
+    lower rate has less step noise: so the rate that reaches, by ``steps``, the point where
+    the short runs did best (``short_rate`` for ``best`` steps) is
+    ``short_rate * best / steps``. Measured on the benchmark tasks (README): the grid's best
+    rate falls 1/steps-like from 3 to 20 epochs. None when the horizon is unknown."""
+    if steps is None or not math.isfinite(short_rate):
+        return None
+    if steps <= run_steps:
+        return Horizon(steps, run_steps, short_rate, best or run_steps, short_rate, False)
+    point = best or run_steps
+    rate = short_rate * point / steps
+    floor = short_rate * 10 ** -MAX_HORIZON_DECADES
+    return Horizon(steps, run_steps, short_rate, point, max(rate, floor), rate < floor)
+
+
 @dataclass
 class LRSuggestion:
     """The outcome of :func:`find_lr` (also what ``ctx.state["lr"]`` holds, as a dict)."""
@@ -368,13 +444,23 @@ class LRSuggestion:
     sweeps: list[Sweep] = field(default_factory=list)
     runs: list[ShortRun] = field(default_factory=list)
     stats: list[SweepStats] = field(default_factory=list)
+    horizon: Horizon | None = None  # set when the experiment's run length is known
+
+    @property
+    def short_rate(self) -> float:
+        """The best rate for the short runs' own length (= ``suggested`` without a horizon)."""
+        return self.horizon.short_rate if self.horizon is not None else self.suggested
 
     def to_state(self) -> dict[str, Any]:
+        h = self.horizon
         return {"suggested": self.suggested, "low": self.low, "high": self.high,
                 "confidence": self.confidence, "reasons": list(self.reasons),
                 "edge_lrs": list(self.edge_lrs), "spread_decades": self.spread_decades,
                 "tried": {float(k): float(v) for k, v in sorted(self.tried.items())},
-                "noise": self.noise, "method": self.method}
+                "noise": self.noise, "method": self.method,
+                "short_rate": self.short_rate,
+                "horizon_steps": h.steps if h is not None else None,
+                "horizon_best_step": h.best_step if h is not None else None}
 
 
 def decide_confidence(spread: float, boundary: bool, margin: float | None, noise: float,
@@ -474,8 +560,21 @@ def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_L
     reasons.insert(0, f"the best held-out loss around it ({finite[best]:.4g} at this rate) "
                       f"among {len(finite)} short runs at rates from {ranked[0]:.2g} to "
                       f"{ranked[-1]:.2g} (median sweep edge {edge:.3g})")
-    return LRSuggestion(best, min(low, best), max(high, best), level, reasons, tried=tried,
-                        noise=noise, method="validated", runs=runs, **base)
+    run_steps = getattr(probe, "run_steps", None)
+    h = horizon_rate(best, best_step(runs, best), run_steps, getattr(probe, "horizon_steps", None)) \
+        if run_steps else None
+    if h is None or h.rate == best:
+        if h is not None:
+            reasons.insert(0, h.reason())
+        res = LRSuggestion(best, min(low, best), max(high, best), level, reasons, tried=tried,
+                           noise=noise, method="validated", runs=runs, **base)
+        res.horizon = h
+        return res
+    shift = h.rate / best  # the plausible range moves with the rate
+    reasons.insert(0, h.reason())
+    return LRSuggestion(h.rate, min(low, best) * shift, max(high, best) * shift, level,
+                        reasons, tried=tried, noise=noise, method="validated", runs=runs,
+                        horizon=h, **base)
 
 
 def _from_sweeps(edge: float, any_fell: bool, base: dict[str, Any], why: str) -> LRSuggestion:

@@ -4,15 +4,24 @@ Options (``ctx.options`` / ``Experiment.options``): ``lr_sweeps`` (3), ``lr_swee
 (100), ``lr_start`` / ``lr_end`` (1e-7 / 10), ``lr_run_steps`` (the short runs' length:
 the experiment's planned steps, capped at 100), ``lr_validate`` (True).
 
+The suggestion is for the run the experiment plans (``epochs`` x batches per epoch, the
+*horizon*): the short runs find the best rate for their own length (``short_rate``) and
+``lr_range.horizon_rate`` carries it to the horizon (``res.reasons`` says how).
+
 What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
 
-    {"suggested": float, "low": float, "high": float,      # the rate and its plausible range
+    {"suggested": float, "low": float, "high": float,      # the rate for the experiment's
+                                                           # horizon and its plausible range
      "confidence": "high" | "medium" | "low", "reasons": [str, ...],
      "method": "validated" | "sweep", "edge_lrs": [float per sweep], "spread_decades": float,
      "tried": {lr: held-out loss}, "noise": float,         # relative, run-to-run at the rate
+     "short_rate": float,          # the best rate for the short runs' length (run_steps);
+                                   # = suggested when the horizon is no longer than them
+     "horizon_steps": int | None,  # the planned run's optimizer steps (None: unknown)
+     "horizon_best_step": int | None,  # where short_rate's held-out loss bottomed out
      "user_lr": float, "optimizer": "Adam", "batch_size": int,
-     "grad_norms": [float, ...],   # total grad norm per step of the runs at the suggestion
-     "early_losses": [float, ...], # the first steps' losses at the suggestion
+     "grad_norms": [float, ...],   # total grad norm per step of the runs at short_rate
+     "early_losses": [float, ...], # the first steps' losses at short_rate
      "sweep_spike": float}         # largest early rise of a sweep's loss below the suggestion
 """
 
@@ -73,6 +82,7 @@ class LRRangeTest(Check):
            "at 3e-4 is the safe default when unsure), and add decay only at the end. With "
            "low confidence, compare a few rates in the range on real training runs.")
     order = 10
+    min_train_samples = 2  # one to train on, one held out when there is no val split
 
     def applies(self, ctx: Context) -> str | None:
         return budget.skip_reason(ctx)
@@ -90,7 +100,7 @@ class LRRangeTest(Check):
                       out_of_time=None if deadline is None
                       else (lambda: time.monotonic() > deadline))
         lr0, opt_name = user_lr(ctx)
-        at_best = [r for r in res.runs if r.lr == res.suggested]
+        at_best = [r for r in res.runs if r.lr == res.short_rate]
         state = res.to_state()
         state.update(user_lr=lr0, optimizer=opt_name, batch_size=ctx.experiment.batch_size,
                      run_steps=probe.run_steps,

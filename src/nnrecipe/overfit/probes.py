@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from nnrecipe.core import data as data_mod
 from nnrecipe.core.context import Context
-from nnrecipe.core.fit import fit
+from nnrecipe.core.fit import Callback, fit
 from nnrecipe.core.seeding import get_rng_state, set_rng_state
 from nnrecipe.core.training import (
     default_train_step,
@@ -30,6 +30,7 @@ from nnrecipe.overfit.lr_range import (
     GradNormRecorder,
     ShortRun,
     Sweep,
+    checkpoint_steps,
     group_ratios,
     run_sweep,
     set_lr,
@@ -53,12 +54,41 @@ def evaluate_indices(ctx: Context, model: nn.Module, split: str, indices: list[i
     return metrics_from_outputs(out, y, on_cpu(ctx.experiment.loss), ctx.task_type)
 
 
+class Checkpoints(Callback):
+    """Evaluates the held-out loss after the given numbers of steps (``fit`` callback)."""
+
+    def __init__(self, at: list[int], evaluate: Callable[[nn.Module], float]) -> None:
+        self.at, self.evaluate = set(at), evaluate
+        self.values: list[tuple[int, float]] = []
+
+    def on_step_end(self, step: int, loss: float, model: nn.Module,
+                    optimizer: torch.optim.Optimizer) -> str | None:
+        if step + 1 in self.at and math.isfinite(loss):
+            v = self.evaluate(model)
+            self.values.append((step + 1, v if math.isfinite(v) else math.inf))
+        return None
+
+
+def final_checkpoint(values: list[tuple[int, float]], losses: list[float]) -> float:
+    """A run's held-out loss: at its last checkpoint (a constant-rate run is used as it ends;
+    a rate that is best only for a moment and then overfits or bounces is not the best rate
+    for that length); NaN when it diverged."""
+    if not values or not all(math.isfinite(v) for v in losses):
+        return math.nan
+    last = values[-1][1]
+    return last if math.isfinite(last) else math.nan
+
+
 class ContextProbe:
     """Sweeps and short runs on fresh models from the experiment's factory, through the
-    user's optimizer factory and ``train_step``. Seeds are offsets from ``ctx.seed``."""
+    user's optimizer factory and ``train_step``. Seeds are offsets from ``ctx.seed``.
+
+    ``horizon_steps`` is the length of the run the experiment plans (``epochs`` x batches
+    per epoch): the horizon the suggestion is for. ``horizon=False`` leaves it unset (the
+    suggestion is then for the short runs' own length)."""
 
     def __init__(self, ctx: Context, run_steps: int | None = None,
-                 optimizer_factory: Callable | None = None) -> None:
+                 optimizer_factory: Callable | None = None, horizon: bool = True) -> None:
         self.ctx = ctx
         self.optimizer_factory = optimizer_factory
         n = len(ctx.dataset("train"))
@@ -75,6 +105,7 @@ class ContextProbe:
         planned = per_epoch * ctx.experiment.epochs
         self.run_steps = run_steps or max(min(planned, MAX_RUN_STEPS), min(MIN_RUN_STEPS, planned))
         self.per_epoch = per_epoch
+        self.horizon_steps: int | None = planned if horizon else None
 
     def _model_and_optimizer(self, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
         model = self.ctx.fresh_model(seed=self.ctx.seed + seed)
@@ -94,20 +125,19 @@ class ContextProbe:
         model, opt = self._model_and_optimizer(seed)
         set_lr(opt, lr, group_ratios(opt))
         epochs = math.ceil(self.run_steps / self.per_epoch)
+
+        def held_out(m: nn.Module) -> float:
+            if self.has_val:
+                return ctx.evaluate(m, "val", limit=VAL_LIMIT)["loss"]
+            return evaluate_indices(ctx, m, "train", self.holdout)["loss"]
+
+        cps = Checkpoints(checkpoint_steps(self.run_steps), held_out)
         with GradNormRecorder(opt) as rec:
             h = fit(ctx, model, optimizer=opt, epochs=epochs, max_steps=self.run_steps,
-                    train_indices=self.train_indices, val_split="val" if self.has_val else None,
-                    val_limit=VAL_LIMIT, restore_best=False, description=f"lr={lr:.2g}")
-        if self.has_val:
-            val = h.best_val_loss if h.epochs and math.isfinite(h.epochs[-1].train_loss) \
-                else math.nan
-        elif h.step_losses and all(math.isfinite(v) for v in h.step_losses):
-            val = evaluate_indices(ctx, model, "train", self.holdout)["loss"]
-        else:
-            val = math.nan
-        if not math.isfinite(val):
-            val = math.nan
-        return ShortRun(lr, val, list(h.step_losses), list(rec.norms), seed, h.stopped_reason)
+                    train_indices=self.train_indices, val_split=None, restore_best=False,
+                    callbacks=[cps], description=f"lr={lr:.2g}")
+        return ShortRun(lr, final_checkpoint(cps.values, h.step_losses), list(h.step_losses),
+                        list(rec.norms), seed, h.stopped_reason, cps.values)
 
 
 def _as_loader(data: Any, batch_size: int, seed: int, shuffle: bool) -> Iterable[Any]:
@@ -133,6 +163,7 @@ class ModelProbe:
         self.train_step = train_step or default_train_step
         self.batch_size = batch_size
         self.run_steps = run_steps
+        self.horizon_steps: int | None = None  # set by lr_find(epochs=...)
         self.device = next(model.parameters()).device
         self._weights = copy.deepcopy(model.state_dict())
         self._opt_state = copy.deepcopy(optimizer.state_dict())
@@ -166,16 +197,22 @@ class ModelProbe:
         set_lr(self.optimizer, lr, group_ratios(self.optimizer))
         batches = self._batches(seed)
         losses: list[float] = []
+        at = set(checkpoint_steps(self.run_steps)) if self.val_data is not None else set()
+        cps: list[tuple[int, float]] = []
         with GradNormRecorder(self.optimizer) as rec:
-            for _ in range(self.run_steps):
+            for i in range(self.run_steps):
                 losses.append(self._step(next(batches)))
                 if not math.isfinite(losses[-1]):
                     break
-        val = math.nan
-        if all(math.isfinite(v) for v in losses) and self.val_data is not None:
-            loader = _as_loader(self.val_data, max(self.batch_size, 256), seed, False)
-            out, y = predict(self.model, loader, self.device)
-            task = "classification" if not y.is_floating_point() else "regression"
-            val = metrics_from_outputs(out, y, on_cpu(self.loss), task)["loss"]
-        return ShortRun(lr, val if math.isfinite(val) else math.nan, losses, list(rec.norms),
-                        seed)
+                if i + 1 in at:
+                    v = self._held_out(seed)
+                    cps.append((i + 1, v if math.isfinite(v) else math.inf))
+                    self.model.train()
+        return ShortRun(lr, final_checkpoint(cps, losses), losses, list(rec.norms), seed,
+                        checkpoints=cps)
+
+    def _held_out(self, seed: int) -> float:
+        loader = _as_loader(self.val_data, max(self.batch_size, 256), seed, False)
+        out, y = predict(self.model, loader, self.device)
+        task = "classification" if not y.is_floating_point() else "regression"
+        return metrics_from_outputs(out, y, on_cpu(self.loss), task)["loss"]
