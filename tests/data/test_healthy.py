@@ -21,7 +21,10 @@ def test_the_demo_is_quiet_and_every_check_ran() -> None:
     res = run_data(digits_demo())
     assert loud(res) == []
     statuses = {c.name: c.status for s in res.stages for c in s.checks}
-    assert all(s in ("passed", "info") for s in statuses.values()), statuses
+    # regression targets and token sequences are not the demo's: those two skip
+    elsewhere = {"unscaled-targets", "padding-in-loss"}
+    assert all(s in ("passed", "info") for c, s in statuses.items() if c not in elsewhere), statuses
+    assert {statuses[c] for c in elsewhere} == {"skipped"}
     overview = check(res, "data-overview")
     assert overview.metrics["kind"] == "image" and overview.figures  # the grid of samples
     assert check(res, "class-imbalance").figures  # class histogram per split
