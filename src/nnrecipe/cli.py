@@ -87,9 +87,9 @@ def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
     if result.interrupted:
         line += (f" [magenta]({(result.interruption or {}).get('message', 'interrupted')}: "
                  "partial results)[/]")
-    console.print(line)
-    console.print(f"report: {paths['report']}")
-    console.print(f"findings: {paths['findings']}")
+    console.print(line, soft_wrap=True)  # one line, however narrow the terminal
+    console.print(f"report: {paths['report']}", soft_wrap=True)
+    console.print(f"findings: {paths['findings']}", soft_wrap=True)
 
 
 def _exit_code(result: Any, fail_on: FailOn) -> int:

@@ -52,6 +52,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
 
 
+def atomic_write_all(files: dict[Path, bytes]) -> None:
+    """Write several files as one: all temporaries first, then the renames, so a failure
+    (a full disk) leaves every target as it was rather than a mix of old and new."""
+    written: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            tmp = _temp_path(Path(path))
+            written.append((tmp, Path(path)))
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for tmp, path in written:
+        os.replace(tmp, path)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -113,6 +134,7 @@ class RunFolder:
         self.command = command
         self.lock_path = self.path / LOCK_NAME
         self._held = False
+        self.created = False  # prepare() made the folder (removed again if left empty)
         self.forget_on_hard_exit: Callable[[], None] = lambda: None
 
     # -------------------------------------------------------------- checks
@@ -122,6 +144,7 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"--out {self.path} exists and is not a folder")
         try:
+            self.created = not self.path.exists()
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create the output folder {self.path}: "
@@ -212,6 +235,9 @@ class RunFolder:
         if holder is not None and holder.get("pid") == os.getpid():
             with contextlib.suppress(OSError):
                 self.lock_path.unlink()
+        if self.created:  # a run that failed before writing anything leaves no empty folder
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def __enter__(self) -> RunFolder:
         if not self._held:

@@ -131,9 +131,9 @@ def check_factory(ctx: Context) -> None:
             "the model factory returned the same model object twice (model() is model()); "
             "every check would train, and change, that one model. Build a new one in the "
             "factory, e.g. `model=lambda: Net()`")
-    shared = sorted(set(_tensors(a)) & set(_tensors(b)))
-    if shared:
-        names = [_tensors(a)[p] for p in shared]
+    in_b = set(_tensors(b))
+    names = [name for ptr, name in _tensors(a).items() if ptr in in_b]  # in the model's order
+    if names:
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         raise ContractError(
             f"two calls of the model factory share {len(names)} parameter/buffer tensor(s) "
@@ -166,9 +166,10 @@ def setup_findings(ctx: Context) -> list[Finding]:
         findings.append(_finding(
             BATCH_LARGER_THAN_DATA,
             f"batch_size={exp.batch_size} is larger than the training set ({n} samples): "
-            f"every step sees all {n} samples (full-batch gradient descent, one step per "
-            "epoch), and advice scaled by the batch size does not apply",
-            {"batch_size": exp.batch_size, "train_samples": n}))
+            f"every step sees all {n} samples (full-batch gradient descent), so the "
+            f"{exp.epochs} epochs make only {exp.epochs} optimizer steps, and advice scaled "
+            "by the batch size does not apply",
+            {"batch_size": exp.batch_size, "train_samples": n, "epochs": exp.epochs}))
     if n > 1 and n % min(exp.batch_size, n) == 1 and not _trains_on_one_sample(ctx):
         ctx.drop_singleton_batches = True
         findings.append(_finding(

@@ -15,7 +15,7 @@ import re
 import shutil
 from pathlib import Path
 
-from nnrecipe.core.output import _TMP_PREFIX, atomic_write_bytes
+from nnrecipe.core.output import _TMP_PREFIX, atomic_write_all
 from nnrecipe.core.results import RunResult
 from nnrecipe.report.export import write_flagged
 from nnrecipe.report.figures import assign_figure_files, plot_files
@@ -47,9 +47,8 @@ def write_outputs(result: RunResult, out_dir: Path) -> dict[str, Path]:
             staged.mkdir()
             for name, png in plots.items():
                 (staged / name).write_bytes(png)
-        # The two documents last: if they cannot be written, the old ones stay, complete.
-        atomic_write_bytes(paths["findings"], findings_json)
-        atomic_write_bytes(paths["report"], report_html)
+        # The two documents together: if either cannot be written, both old ones stay.
+        atomic_write_all({paths["findings"]: findings_json, paths["report"]: report_html})
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise

@@ -137,6 +137,21 @@ def linear_outputs(ctx: Context, split: EvalSplit, template: torch.Tensor
     Xev = _eval_inputs(ctx, split).reshape(-1, Xtr.shape[1]).double().numpy()
     steps: list[Any] = [StandardScaler()]
     name = "linear"
+    # NaN/inf inputs (corrupt-samples names them): sklearn refuses them, so the linear model
+    # learns from the finite training rows and fills evaluation gaps with training means.
+    bad = ~np.isfinite(Xtr).all(1)
+    if bad.all():
+        return "every sampled training input holds NaN/inf"
+    if bad.any():
+        Xtr, y = Xtr[~bad], y[torch.from_numpy(~bad)]
+        name += f" ({int(bad.sum())} training rows with NaN/inf left out)"
+        ctx.record("linear_nonfinite_rows_dropped", int(bad.sum()))
+    if not np.isfinite(Xev).all():
+        from sklearn.impute import SimpleImputer
+
+        ctx.record("linear_nonfinite_eval_rows", int((~np.isfinite(Xev).all(1)).sum()))
+        Xev = np.where(np.isfinite(Xev), Xev, np.nan)
+        steps.insert(0, SimpleImputer(strategy="mean", keep_empty_features=True))
     if Xtr.shape[1] > LINEAR_MAX_DIM:
         steps.append(PCA(n_components=min(LINEAR_MAX_DIM, len(Xtr) - 1),
                          svd_solver="randomized", random_state=ctx.seed))
@@ -169,6 +184,7 @@ class BaselineNotBeaten(Check):
            "If your model is slow to start, give it more steps: "
            "options={'short_run_steps': N}.")
     order = 50
+    min_train_samples = 2  # one to train on, one held out when there is no val split
 
     def run(self, ctx: Context) -> list[Finding]:
         split = evaluation_split(ctx)

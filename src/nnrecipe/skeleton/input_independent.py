@@ -77,6 +77,7 @@ class InputIndependent(Check):
            "the batch's inputs to the model, and the labels belong to those inputs (shuffle "
            "inputs and labels together).")
     order = 55
+    min_train_samples = 2  # one to train on, one held out when there is no val split
 
     def run(self, ctx: Context) -> list[Finding]:
         split = evaluation_split(ctx)
