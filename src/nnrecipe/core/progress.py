@@ -46,11 +46,11 @@ class Task:
                 loss: float | None = None) -> None:
         """``loss``: the step's training loss, shown by sinks that have ``task_loss(loss)``
         (an optional method, so sinks written for the five methods above keep working)."""
-        self._sink.task_advanced(n, description)
-        if loss is not None:
+        if loss is not None:  # first, so the progress line drawn on advancing includes it
             show = getattr(self._sink, "task_loss", None)
             if show is not None:
                 show(loss)
+        self._sink.task_advanced(n, description)
 
     def __exit__(self, *exc: object) -> None:
         self._sink.task_finished()
