@@ -90,6 +90,8 @@ def _summary(result: Any, paths: dict[str, Path], quiet: bool) -> None:
     console.print(line, soft_wrap=True)  # one line, however narrow the terminal
     console.print(f"report: {paths['report']}", soft_wrap=True)
     console.print(f"findings: {paths['findings']}", soft_wrap=True)
+    if "flagged" in paths:
+        console.print(f"flagged samples: {paths['flagged']}", soft_wrap=True)
 
 
 def _exit_code(result: Any, fail_on: FailOn) -> int:
@@ -206,6 +208,14 @@ def _run_and_report(command: str, target: str, exp: Any, name: str, out_dir: Pat
     except OSError as e:
         raise _fail(f"cannot write outputs to {out_dir}: {e.strerror or e} (nothing "
                     "half-written was left)", debug, e) from None
+    export = (options or {}).get("flagged_export")
+    if export:  # inspect --export FILE: the flagged samples, also there
+        from nnrecipe.report.export import export_flagged
+
+        try:
+            paths["flagged"] = export_flagged(result.flagged, export)
+        except (OSError, NNRecipeError) as e:
+            raise _fail(f"cannot export the flagged samples to {export}: {e}", debug, e) from None
     _summary(result, paths, quiet)
     raise typer.Exit(_exit_code(result, fail_on))
 
@@ -227,12 +237,17 @@ def inspect_cmd(target: Annotated[str, typer.Argument(
                          "image folder laid out as class_name/*.png")],
                 target_column: Annotated[str | None, typer.Option(
                     "--target", help="the label column of a CSV file")] = None,
+                export: Annotated[Path | None, typer.Option(
+                    "--export", help="also write the flagged samples (split, index, code, score, "
+                                     "partner) to this file: .csv, or .parquet with pyarrow "
+                                     "[always: DIR/flagged.csv when something is flagged]")] = None,
                 out: OutOpt = None, fail_on: FailOpt = FailOn.error,
                 device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None,
                 quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """The data stage: become one with the data."""
     execute("inspect", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
-            debug=debug, data_target=target_column)
+            debug=debug, data_target=target_column,
+            options={"flagged_export": str(export)} if export else None)
 
 
 _stage_command("check", "data + skeleton: the fast sanity checks, meant for CI.")

@@ -87,3 +87,30 @@ def read_flagged(path: Path) -> list[dict[str, str]]:
     """The rows of a ``flagged.csv`` as dicts (for ``compare`` and tests)."""
     with path.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
+
+
+def export_flagged(rows: Sequence[Sequence[Any]], path: str | Path) -> Path:
+    """``nnrecipe inspect --export FILE``: the flagged rows at ``FILE``, as CSV, or as Parquet
+    when the name ends in ``.parquet`` (needs pyarrow). Written even when empty (the header
+    only), so a pipeline step always finds its file."""
+    from nnrecipe.errors import ConfigurationError
+
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pandas as pd
+            import pyarrow  # noqa: F401
+        except ImportError as e:
+            raise ConfigurationError(f"--export {path}: Parquet needs pyarrow (pip install "
+                                     f"pyarrow), or export to a .csv ({e})") from e
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([list(r) for r in rows], columns=list(COLUMNS)).astype(str).to_parquet(path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(COLUMNS)
+        writer.writerows(sorted(rows, key=lambda r: (str(r[2]), str(r[0]), _sort_key(r[1]))))
+    tmp.replace(path)
+    return path
