@@ -181,7 +181,7 @@ def _run_and_report(command: str, target: str, exp: Any, name: str, out_dir: Pat
                     fail_on: FailOn, device: DeviceChoice, seed: int | None, quiet: bool,
                     debug: bool, options: dict[str, Any] | None) -> None:
     from nnrecipe.api import COMMAND_STAGES, run
-    from nnrecipe.core.interrupts import exit_status, signum_of
+    from nnrecipe.core.interrupts import exit_status, shield, signum_of
     from nnrecipe.report import write_outputs
     from nnrecipe.terminal import make_progress
 
@@ -204,7 +204,8 @@ def _run_and_report(command: str, target: str, exp: Any, name: str, out_dir: Pat
         err_console.print("[magenta]interrupted before any check started[/]")
         raise typer.Exit(exit_status(signum_of(e))) from None
     try:
-        paths = write_outputs(result, out_dir)
+        with shield() as held:  # a Ctrl-C now waits until the outputs are written
+            paths = write_outputs(result, out_dir)
     except OSError as e:
         raise _fail(f"cannot write outputs to {out_dir}: {e.strerror or e} (nothing "
                     "half-written was left)", debug, e) from None
@@ -217,7 +218,7 @@ def _run_and_report(command: str, target: str, exp: Any, name: str, out_dir: Pat
         except (OSError, NNRecipeError) as e:
             raise _fail(f"cannot export the flagged samples to {export}: {e}", debug, e) from None
     _summary(result, paths, quiet)
-    raise typer.Exit(_exit_code(result, fail_on))
+    raise typer.Exit(exit_status(held[0]) if held else _exit_code(result, fail_on))
 
 
 def _stage_command(command: str, help_text: str) -> None:

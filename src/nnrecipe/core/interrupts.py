@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 _CLEANUPS: list[Callable[[], None]] = []  # run before a hard exit (e.g. release the lock)
+_SHIELD: dict[str, list[int] | None] = {"pending": None}  # inside shield(): signals held back
 
 
 class Interrupted(KeyboardInterrupt):
@@ -88,13 +89,11 @@ def graceful_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
     def handler(signum: int, frame: object) -> None:
         received.append(signum)
         if len(received) > 1:
-            for cleanup in list(_CLEANUPS):
-                with contextlib.suppress(Exception):
-                    cleanup()
-            with contextlib.suppress(OSError):
-                os.write(2, f"\nnnrecipe: {signal_name(signum)} again: stopped at once, "
-                            "nothing more written\n".encode())
-            os._exit(exit_status(received[0]))
+            _hard_exit(signum, exit_status(received[0]))
+        pending = _SHIELD["pending"]
+        if pending is not None:  # finishing what must not be cut (the outputs): later
+            pending.append(signum)
+            return
         raise Interrupted(signum)
 
     previous = {s: signal.signal(s, handler) for s in signals}
@@ -103,3 +102,29 @@ def graceful_signals(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+def _hard_exit(signum: int, status: int) -> None:
+    for cleanup in list(_CLEANUPS):
+        with contextlib.suppress(Exception):
+            cleanup()
+    with contextlib.suppress(OSError):
+        if os.isatty(2):
+            os.write(2, b"\x1b[?25h")  # a progress display may have hidden the cursor
+        os.write(2, f"\nnnrecipe: {signal_name(signum)} again: stopped at once, nothing "
+                    "more written\n".encode())
+    os._exit(status)
+
+
+@contextlib.contextmanager
+def shield() -> Iterator[list[int]]:
+    """Hold a first SIGINT/SIGTERM back until the block is done (writing the outputs: they
+    are what the interrupt is meant to keep); the list it yields collects the signals held
+    back. A second signal still ends the process at once."""
+    previous = _SHIELD["pending"]
+    held: list[int] = []
+    _SHIELD["pending"] = held
+    try:
+        yield held
+    finally:
+        _SHIELD["pending"] = previous
