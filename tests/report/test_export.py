@@ -60,3 +60,22 @@ def test_no_flagged_csv_for_clean_data(tmp_path: Path) -> None:
         only=["data-duplicates", "split-leakage", "label-errors", "conflicting-labels"])
     assert not (tmp_path / "flagged.csv").exists()
     assert (tmp_path / "report.html").exists()
+
+
+def test_inspect_export_writes_the_flagged_rows_where_asked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nnrecipe.cli import app
+
+    X, y = blobs(n=400)
+    Xd, yd = np.concatenate([X, X[:12]]), np.concatenate([y, y[:12]])
+    data = tmp_path / "data.npz"
+    np.savez(data, X=Xd, y=yd)
+    res = CliRunner().invoke(app, ["inspect", str(data), "--out", str(tmp_path / "run"),
+                                   "--export", str(tmp_path / "exports" / "issues.csv")])
+    assert res.exit_code in (0, 1), res.output
+    rows = read_flagged(tmp_path / "exports" / "issues.csv")
+    dups = [r for r in rows if r["code"] == "data-duplicates"]
+    assert len(dups) == 12 and {int(r["index"]) for r in dups} == set(range(400, 412))
+    assert rows == read_flagged(tmp_path / "run" / "flagged.csv")
+    assert "flagged samples:" in res.output
