@@ -17,6 +17,7 @@ HEALTHY = {
     "cnn-batchnorm-dropout": zoo.cnn_experiment,
     "lstm": zoo.lstm_experiment,
     "causal-transformer": zoo.transformer_experiment,
+    "digits-mlp-default-optimizer": zoo.digits_mlp_experiment,  # issue 11
 }
 
 

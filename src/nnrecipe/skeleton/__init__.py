@@ -1,8 +1,9 @@
 """The skeleton stage: end-to-end sanity checks and dumb baselines, before real training.
 
 Checks, in the order they run: ``nondeterministic``, ``augmentation-active``,
-``inputs-not-normalized``, ``target-shape-mismatch``, ``double-softmax``,
-``output-activation``, ``init-loss-mismatch``, ``dropout-before-batchnorm``, ``grads-not-zeroed``,
+``inputs-not-normalized``, ``channel-order``, ``target-shape-mismatch``, ``double-softmax``,
+``output-activation``, ``init-loss-mismatch``, ``dropout-before-batchnorm``, ``dropout-rate-high``,
+``grads-not-zeroed``,
 ``params-not-updating``, ``eval-mode-training``, ``unregistered-parameters``,
 ``params-not-in-optimizer``, ``batch-dependency``, ``causal-leak``,
 ``baseline-not-beaten``, ``input-independent``, ``cannot-overfit-batch``.
@@ -13,9 +14,11 @@ from nnrecipe.skeleton import (  # noqa: F401
     baselines,
     batch_dependency,
     causal,
+    channel_order,
     determinism,
     double_softmax,
     dropout_bn,
+    dropout_rate,
     eval_mode,
     grads_zeroed,
     init_loss,
