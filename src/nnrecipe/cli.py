@@ -148,7 +148,9 @@ def _execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
                     raise _fail(f"no such file or folder: {target}", debug)
                 from nnrecipe.data.sources import experiment_from_data
 
-                exp, name = experiment_from_data(target, target_column=data_target)
+                exp, name = experiment_from_data(
+                    target, target_column=data_target,
+                    groups_column=(options or {}).get("data_groups_column"))
             else:
                 exp, name = load_experiment(target)
             _apply_threads()
@@ -238,6 +240,9 @@ def inspect_cmd(target: Annotated[str, typer.Argument(
                          "image folder laid out as class_name/*.png")],
                 target_column: Annotated[str | None, typer.Option(
                     "--target", help="the label column of a CSV file")] = None,
+                groups_column: Annotated[str | None, typer.Option(
+                    "--groups", help="a CSV column of group ids (patient, user, session): "
+                                     "groups present in two splits are reported")] = None,
                 export: Annotated[Path | None, typer.Option(
                     "--export", help="also write the flagged samples (split, index, code, score, "
                                      "partner) to this file: .csv, or .parquet with pyarrow "
@@ -246,9 +251,13 @@ def inspect_cmd(target: Annotated[str, typer.Argument(
                 device: DeviceOpt = DeviceChoice.cpu, seed: SeedOpt = None,
                 quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """The data stage: become one with the data."""
+    if groups_column is not None and target.split(":")[0].endswith(".py"):
+        raise _fail("--groups names a column of a CSV file; in an experiment file pass "
+                    "Experiment(groups={'train': ids, 'val': ids})", debug)
     execute("inspect", target, out=out, fail_on=fail_on, device=device, seed=seed, quiet=quiet,
             debug=debug, data_target=target_column,
-            options={"flagged_export": str(export)} if export else None)
+            options={k: v for k, v in (("flagged_export", str(export) if export else None),
+                                       ("data_groups_column", groups_column)) if v} or None)
 
 
 _stage_command("check", "data + skeleton: the fast sanity checks, meant for CI.")

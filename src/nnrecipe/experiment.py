@@ -61,6 +61,10 @@ class Experiment:
     search_space: Callable[[Any], dict[str, Any]] | None = None
     # Free-form options read by individual stages (documented where they are read).
     options: dict[str, Any] = field(default_factory=dict)
+    # The entity each sample belongs to (patient, user, session, document), per split:
+    # {"train": array, "val": array, ...}, each aligned with its dataset. The data stage then
+    # reports groups present in two splits (group-leakage).
+    groups: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.model):
@@ -87,6 +91,8 @@ class Experiment:
                 raise ExperimentError(f"Experiment({attr}=...) must be a positive integer, got {value!r}")
         if self.train_step is not None and not callable(self.train_step):
             raise ExperimentError("Experiment(train_step=...) must be callable")
+        if self.groups is not None:
+            self.groups = _validate_groups(self.groups, self.splits())
 
     def make_optimizer(self, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         factory = self.optimizer or default_optimizer
@@ -96,3 +102,32 @@ class Experiment:
         """The datasets that are present, by split name, in the order train, val, test."""
         return {k: v for k, v in (("train", self.train), ("val", self.val), ("test", self.test))
                 if v is not None}
+
+
+def _validate_groups(groups: Any, splits: dict[str, Any]) -> dict[str, Any]:
+    """``groups`` as {split: 1-D numpy array}, or one clear ExperimentError."""
+    import numpy as np
+
+    if not isinstance(groups, dict):
+        raise ExperimentError("Experiment(groups=...) must be a dict of one group id per sample "
+                              "for each split, e.g. groups={'train': patient_ids_train, "
+                              f"'val': patient_ids_val}}; got {type(groups).__name__}")
+    out: dict[str, Any] = {}
+    for split, ids in groups.items():
+        if split not in splits:
+            raise ExperimentError(f"Experiment(groups=...) names split {split!r}, but the "
+                                  f"experiment's splits are {', '.join(splits)}")
+        arr = np.asarray(ids.detach().cpu() if isinstance(ids, torch.Tensor) else ids)
+        if arr.ndim != 1:
+            raise ExperimentError(f"Experiment(groups={{{split!r}: ...}}) must be 1-D (one group "
+                                  f"id per sample), got shape {arr.shape}")
+        data = splits[split]
+        try:
+            n = len(data[0]) if isinstance(data, (tuple, list)) else len(data)
+        except TypeError:
+            n = None
+        if n is not None and len(arr) != n:
+            raise ExperimentError(f"Experiment(groups=...): {split} has {n} samples but "
+                                  f"{len(arr)} group ids")
+        out[split] = arr.astype(str) if arr.dtype == object else arr
+    return out

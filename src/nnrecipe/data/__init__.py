@@ -10,6 +10,7 @@ from nnrecipe.data import (  # noqa: F401
     corrupt,
     duplicates,
     features,
+    groups,
     label_errors,
     labels,
     outliers,

@@ -43,8 +43,8 @@ def _no_model(*args: Any, **kwargs: Any) -> nn.Module:
                           "than the data stage")
 
 
-def experiment_from_data(target: str, target_column: str | None = None
-                         ) -> tuple[Experiment, str]:
+def experiment_from_data(target: str, target_column: str | None = None,
+                         groups_column: str | None = None) -> tuple[Experiment, str]:
     """An Experiment for the data stage from a data file or folder, and its name."""
     path = Path(target)
     if not path.exists():
@@ -55,18 +55,21 @@ def experiment_from_data(target: str, target_column: str | None = None
     if suffix == ".npz":
         return from_npz(path)
     if suffix in (".csv", ".tsv", ".txt"):
-        return from_csv(path, target_column)
+        return from_csv(path, target_column, groups_column)
+    if groups_column is not None:
+        raise DataError(f"--groups names a column of a CSV file; for {path.name} pass the group "
+                        "ids in an experiment file: Experiment(groups={'train': ids, 'val': ids})")
     raise DataError(f"{path}: nnrecipe inspect reads FILE.py (an experiment), FILE.npz, "
                     f"FILE.csv with --target COLUMN, or a folder of class_name/*.png images; "
                     f"got a {suffix or 'file without extension'}")
 
 
 def _experiment(splits: dict[str, tuple[Any, Any]] | dict[str, Dataset], task: str, name: str,
-                options: dict[str, Any]) -> Experiment:
+                options: dict[str, Any], groups: dict[str, Any] | None = None) -> Experiment:
     loss = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
     return Experiment(model=_no_model, train=splits["train"], val=splits.get("val"),
                       test=splits.get("test"), loss=loss, task=task, name=name,
-                      options=options)
+                      options=options, groups=groups or None)
 
 
 # -------------------------------------------------------------------- labels
@@ -263,7 +266,8 @@ def _npz_member(path: Path, zf: Any, m: Any) -> np.ndarray:
 # ---------------------------------------------------------------------- csv
 
 
-def from_csv(path: Path, target_column: str | None) -> tuple[Experiment, str]:
+def from_csv(path: Path, target_column: str | None, groups_column: str | None = None
+             ) -> tuple[Experiment, str]:
     import pandas as pd
 
     sep = "\t" if path.suffix.lower() == ".tsv" else None
@@ -283,19 +287,29 @@ def from_csv(path: Path, target_column: str | None) -> tuple[Experiment, str]:
                         f"{', '.join(columns[:20])}{' ...' if len(columns) > 20 else ''})")
     if len(df) == 0:
         raise DataError(f"{path} has a header but no rows")
+    if groups_column is not None and (groups_column not in columns or groups_column == target_column):
+        close = difflib.get_close_matches(groups_column, columns, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataError(f"{path} has no column {groups_column!r} for --groups{hint} (columns: "
+                        f"{', '.join(columns[:20])}{' ...' if len(columns) > 20 else ''})")
     split_col = next((c for c in columns if c.lower() == "split" and c != target_column), None)
     split_of = _split_column(df[split_col], path) if split_col else np.array(["train"] * len(df))
-    feature_df = df.drop(columns=[target_column] + ([split_col] if split_col else []))
+    group_ids = df[groups_column].astype(str).to_numpy() if groups_column else None
+    feature_df = df.drop(columns=[target_column] + ([split_col] if split_col else [])
+                         + ([groups_column] if groups_column else []))
     if feature_df.shape[1] == 0:
         raise DataError(f"{path} has no columns besides the target {target_column!r}")
     X, names, notes, row_notes = _encode_features(feature_df)
     y, task, class_names = encode_labels(df[target_column].to_numpy(), f"column {target_column!r}")
     splits: dict[str, tuple[Any, Any]] = {}
+    groups: dict[str, np.ndarray] = {}
     row_notes_by_split: dict[str, dict[int, str]] = {}
     for split in ("train", "val", "test"):
         rows = np.flatnonzero(split_of == split)
         if not len(rows):
             continue
+        if group_ids is not None:
+            groups[split] = group_ids[rows]
         ys = y[rows]
         ys_t = ys.astype(np.float32) if task == "regression" or np.isnan(ys).any() \
             else ys.astype(np.int64)
@@ -308,12 +322,13 @@ def from_csv(path: Path, target_column: str | None) -> tuple[Experiment, str]:
     notes.insert(0, f"read {len(df)} rows from {path.name}; target {target_column!r} "
                     f"({task}{', ' + str(len(class_names)) + ' classes' if class_names else ''}); "
                     f"{X.shape[1]} input features from {feature_df.shape[1]} columns"
-                    + (f"; rows split by column {split_col!r}" if split_col else ""))
+                    + (f"; rows split by column {split_col!r}" if split_col else "")
+                    + (f"; groups from column {groups_column!r}" if groups_column else ""))
     options: dict[str, Any] = {"data_feature_names": names, "data_notes": notes,
                                "data_row_notes": row_notes_by_split}
     if class_names:
         options["data_class_names"] = class_names
-    return _experiment(splits, task, path.stem, options), path.stem
+    return _experiment(splits, task, path.stem, options, groups), path.stem
 
 
 def _split_column(col: Any, path: Path) -> np.ndarray:

@@ -34,6 +34,9 @@ PROBLEMS: dict[str, str] = {
     "conflicting-labels": "Identical inputs carry different labels",
     "outliers": "Extreme values or very isolated samples",
     "distribution-shift": "Validation/test data look different from the training data",
+    "group-leakage": "The same patient/user/session/document has samples in two splits",
+    "unscaled-targets": "Regression targets are far from mean 0 / std 1 (standardise them)",
+    "padding-in-loss": "Padding positions of sequence targets are counted in the loss",
     # skeleton
     "nondeterministic": "Two runs from the same seed disagree",
     "augmentation-active": "Samples are randomly augmented when read (the same index gives different tensors)",
