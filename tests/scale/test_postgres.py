@@ -2,8 +2,9 @@
 
 Three workers (separate ``nnrecipe tune`` processes) share one study; one is killed with
 SIGKILL in the middle of a trial. Its trial must end up failed (heartbeat lost) and be run
-again, the other workers go on to the study's total, a fourth process resumes the study, and
-its report lists every worker's trials.
+again, the other workers go on to the study's total, another process (this one, through the
+Python API: one interpreter start-up fewer) resumes the study, and its report lists every
+worker's trials.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
+from nnrecipe.api import run
 from nnrecipe.tune.search import quiet_optuna
+from tests.scale import tune_experiment
 from tests.scale.conftest import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,12 +41,12 @@ def _env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1"}
 
 
-def _tune(url: str, out: Path, trials: int, quiet: bool = True) -> subprocess.Popen[str]:
+def _tune(url: str, out: Path, trials: int) -> subprocess.Popen[str]:
     cmd = [str(Path(sys.executable).parent / "nnrecipe"), "tune", EXPERIMENT, "--storage", url,
            "--study-name", STUDY, "--trials", str(trials), "--sampler", "random",
            "--heartbeat", str(HEARTBEAT_S), "--out", str(out), "--fail-on", "never"]
-    return subprocess.Popen(cmd + (["--quiet"] if quiet else []), cwd=ROOT, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -79,9 +83,11 @@ def test_three_workers_one_killed_then_resumed(postgres: PostgresServer, tmp_pat
         os.kill(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         victim.wait(timeout=30)
+        errors = []
         for p in workers[1:]:
             out, err = p.communicate(timeout=TIMEOUT_S)
             assert p.returncode == 0, err[-3000:]
+            errors.append(err + out)
     finally:
         for p in workers:
             if p.poll() is None:
@@ -90,12 +96,19 @@ def test_three_workers_one_killed_then_resumed(postgres: PostgresServer, tmp_pat
     finished = [t for t in _trials(url) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) >= TRIALS  # the survivors reached the study's total without the victim
 
+    # every worker printed how to add more workers: the same storage and study
+    for text in errors:
+        assert f"--storage postgresql://nnrecipe:***@127.0.0.1:{postgres.port}/nnrecipe" in text
+        assert f"--study-name {STUDY}" in text and "secret" not in text
+
     # a resume from another process, once the victim's heartbeat is surely stale; one trial
     # more than the study has, so that a retry still queued is run now
     time.sleep(max(0.0, HEARTBEAT_S * 3 + 1 - (time.monotonic() - killed_at)))
-    resume = _tune(url, tmp_path / "resume", len(finished) + 1, quiet=False)
-    out, err = resume.communicate(timeout=TIMEOUT_S)
-    assert resume.returncode == 0, err[-3000:]
+    torch.set_num_threads(1)
+    result = run(tune_experiment.experiment(), ["tune"], out=tmp_path / "resume", options={
+        "tune_storage": url, "tune_study_name": STUDY, "tune_trials": len(finished) + 1,
+        "tune_sampler": "random", "tune_heartbeat_s": HEARTBEAT_S})
+    assert result.worst() is None or result.worst().value == "info"
 
     trials = {t.number: t for t in _trials(url)}
     assert trials[killed].state == TrialState.FAIL  # not "running" forever
@@ -108,14 +121,10 @@ def test_three_workers_one_killed_then_resumed(postgres: PostgresServer, tmp_pat
 
     # the resumed report shows every worker's trials, the victim's failed one included
     report = (tmp_path / "resume" / "report.html").read_text()
-    pids = [victim.pid, *(p.pid for p in workers[1:]), resume.pid]
+    pids = [victim.pid, *(p.pid for p in workers[1:]), os.getpid()]
     for pid in pids:
         assert f"{host}:{pid}" in report
     doc = json.loads((tmp_path / "resume" / "findings.json").read_text())
     per_worker = doc["stages"]["tune"]["checks"]["tuning-advice"]["metrics"]["workers"]
     assert per_worker[f"{host}:{victim.pid}"]["fail"] >= 1
     assert sum(sum(v.values()) for v in per_worker.values()) == len(trials)
-
-    # the resuming worker printed how to add more workers: same storage, same study
-    assert f"--storage postgresql://nnrecipe:***@127.0.0.1:{postgres.port}/nnrecipe" in err
-    assert f"--study-name {STUDY}" in err and "secret" not in err + out
