@@ -44,7 +44,8 @@ def test_sequence_logits_b_t_v_run_check_lr_and_train_without_a_crash() -> None:
             command, [(f.code, f.message) for f in result.findings])
     val = _check(result, "training").metrics["val"]
     # Accuracy over all 64 x 12 positions; the task (sum of two tokens mod 8) is learnable by
-    # the causal convolution: chance is 1/8. Worst seed of 0-9: (measured below).
+    # the causal convolution: chance is 1/8. Seeds 0-9: 0.436 (seed 5) to 0.561, so the worst
+    # seed clears 0.3 by 0.136; no warning or error on any seed.
     assert val["accuracy"] > 0.3
 
 
@@ -55,6 +56,10 @@ def test_batchnorm_with_a_one_sample_last_batch_trains_and_says_so() -> None:
     assert _crashes(result) == []
     (f,) = [f for f in result.findings if f.code == "singleton-last-batch"]
     assert "65 training samples at batch_size=64" in f.message and "drop_last" in f.fix
+    ctx = Context(exp)
+    validate_experiment(ctx)
+    assert ctx.loader("train").drop_last and not ctx.loader("train", batch_size=30).drop_last
+    assert ctx.loader("train", batch_size=16).drop_last  # 65 = 4 x 16 + 1: any batch size
     assert _check(result, "training").metrics["epochs_run"] == 3
 
 
@@ -69,7 +74,7 @@ def test_no_singleton_finding_when_the_model_can_train_on_the_last_batch(
         train=(X, y), batch_size=batch_size)
     ctx = Context(exp)
     assert [f.code for f in validate_experiment(ctx)] == []
-    assert not ctx.drop_singleton_batches
+    assert ctx.loader("train").drop_last is False  # every sample is trained on
 
 
 def test_a_batch_larger_than_the_training_set_is_a_finding() -> None:
@@ -127,3 +132,16 @@ def test_no_user_object_changes_through_any_stage() -> None:
     assert not template.training
     assert torch.equal(before_data[0], Xt) and torch.equal(before_data[1], yt)
     assert torch.equal(loss.weight, torch.tensor([1.0, 2.0, 1.0])) and loss.reduction == "mean"
+
+
+@pytest.mark.parametrize(("n", "batch_size", "cause"), [(1, 64, "the training set holds one sample"),
+                                                        (40, 1, "batch_size=1")])
+def test_batchnorm_that_can_never_train_is_a_clear_error(n: int, batch_size: int, cause: str
+                                                         ) -> None:
+    from nnrecipe import ExperimentError
+
+    X, y = exps.blobs(n=max(n, 3))
+    exp = classification_experiment(model=exps._bn_net, train=(X[:n], y[:n]),
+                                    batch_size=batch_size)
+    with pytest.raises(ExperimentError, match=f"{cause}, and the model cannot take a training"):
+        validate_experiment(Context(exp))

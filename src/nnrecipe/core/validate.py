@@ -68,6 +68,13 @@ def validate_experiment(ctx: Context, *, need_model: bool = True) -> list[Findin
             optimizer = ctx.make_optimizer(model)
         except Exception as e:
             raise ExperimentError(f"the optimizer factory raised {type(e).__name__}: {e}") from e
+        # Any loader (a quarter-size batch in the regularize stage too) may leave one sample.
+        ctx.drop_singleton_batches = not _trains_on_one_sample(ctx, model, X[:1])
+        if ctx.drop_singleton_batches and len(X) == 1:
+            why = ("batch_size=1" if exp.batch_size == 1 else "the training set holds one sample")
+            raise ExperimentError(
+                f"{why}, and the model cannot take a training step on one sample (e.g. "
+                "BatchNorm: 'Expected more than 1 value per channel'); use batches of 2 or more")
         out = _forward(ctx, model, X)
         _check_loss(ctx, out, X, y)
         if exp.train_step is not None:
@@ -158,7 +165,7 @@ def check_train_step(ctx: Context, model: nn.Module, optimizer: torch.optim.Opti
 
 
 def setup_findings(ctx: Context) -> list[Finding]:
-    """Degenerate but runnable set-ups, as findings; sets ``ctx.drop_singleton_batches``."""
+    """Degenerate but runnable set-ups, as findings (after the model was validated)."""
     exp = ctx.experiment
     n = data_mod.dataset_len(ctx.dataset("train"), "train")
     findings: list[Finding] = []
@@ -170,8 +177,7 @@ def setup_findings(ctx: Context) -> list[Finding]:
             f"{exp.epochs} epochs make only {exp.epochs} optimizer steps, and advice scaled "
             "by the batch size does not apply",
             {"batch_size": exp.batch_size, "train_samples": n, "epochs": exp.epochs}))
-    if n > 1 and n % min(exp.batch_size, n) == 1 and not _trains_on_one_sample(ctx):
-        ctx.drop_singleton_batches = True
+    if n > 1 and n % min(exp.batch_size, n) == 1 and ctx.drop_singleton_batches:
         findings.append(_finding(
             SINGLETON_BATCH,
             f"{n} training samples at batch_size={exp.batch_size} leave a last batch of 1 "
@@ -182,13 +188,12 @@ def setup_findings(ctx: Context) -> list[Finding]:
     return findings
 
 
-def _trains_on_one_sample(ctx: Context) -> bool:
-    """Does a forward pass in training mode work on a batch of one sample?"""
-    X, _ = ctx.tensors("train", limit=1)
-    model = ctx.fresh_model()
+def _trains_on_one_sample(ctx: Context, model: nn.Module, x: torch.Tensor) -> bool:
+    """Does a forward pass in training mode work on a batch of one sample? (On the
+    validation's own throw-away model: its batch-norm statistics may change.)"""
     try:
         with torch.no_grad():
-            model.train()(X.to(ctx.device))
+            model.train()(x.to(ctx.device))
     except Exception:  # noqa: BLE001 - any failure on one sample is the answer
         return False
     return True
