@@ -353,6 +353,9 @@ def lab_cmd(topic: Annotated[str | None, typer.Argument(help="a topic, or 'all';
             page = lab.run(topic, out_dir, progress=progress, seed=seed, seeds=seeds, jobs=jobs)
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
+    except KeyboardInterrupt:  # not click's "Aborted!" and exit 1, which reads as findings
+        err_console.print(f"[magenta]interrupted[/]: the lab pages finished so far are in {out_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(f"lab page: {page}")
 
 
