@@ -119,13 +119,18 @@ def execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
                  quiet=quiet, debug=debug, options=options, data_target=data_target)
 
 
-def _claim(out_dir: Path, command: str, debug: bool) -> Any:
+def _claim(out_dir: Path, command: str, debug: bool, raise_busy: bool = False) -> Any:
     """The output folder, checked writable and locked (nnrecipe.core.output.RunFolder)."""
     from nnrecipe.core.interrupts import on_hard_exit
     from nnrecipe.core.output import RunFolder
+    from nnrecipe.errors import OutputBusyError
 
     try:
         folder = RunFolder(out_dir, command).prepare()
+    except OutputBusyError as e:
+        if raise_busy:
+            raise
+        raise _fail(str(e), debug, e) from None
     except NNRecipeError as e:
         raise _fail(str(e), debug, e) from None
     folder.forget_on_hard_exit = on_hard_exit(folder.release)
@@ -160,13 +165,28 @@ def _execute(command: str, target: str, *, out: Path | None, fail_on: FailOn,
             err_console.print("[magenta]interrupted before any check started[/]")
             raise typer.Exit(exit_status(signum_of(e))) from None
         out_dir = out or _default_out(name)
-        folder = folder or _claim(out_dir, command, debug)
+        folder = folder or _claim_default(out_dir, command, debug)
+        out_dir = folder.path
         _run_and_report(command, target, exp, name, out_dir, fail_on=fail_on, device=device,
                         seed=seed, quiet=quiet, debug=debug, options=options)
     finally:
         if folder is not None:
             folder.release()
             folder.forget_on_hard_exit()
+
+
+def _claim_default(out_dir: Path, command: str, debug: bool) -> Any:
+    """The default run folder; if another run started in the same second holds it (workers
+    of one study, say), the next free ``-2``, ``-3``... beside it."""
+    from nnrecipe.errors import OutputBusyError
+
+    for k in range(1, 100):
+        candidate = out_dir if k == 1 else out_dir.with_name(f"{out_dir.name}-{k}")
+        try:
+            return _claim(candidate, command, debug=False, raise_busy=True)
+        except OutputBusyError:
+            continue
+    return _claim(out_dir, command, debug)
 
 
 def _check_default_parent(debug: bool) -> None:

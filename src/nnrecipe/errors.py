@@ -32,3 +32,7 @@ class ContractError(ExperimentError):
 class OutputError(ConfigurationError):
     """The output folder cannot be used: not creatable, not writable, or busy with another
     run."""
+
+
+class OutputBusyError(OutputError):
+    """Another live run holds the output folder (its lock file)."""

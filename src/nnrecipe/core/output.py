@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nnrecipe.errors import OutputError
+from nnrecipe.errors import OutputBusyError, OutputError
 
 LOCK_NAME = ".nnrecipe.lock"
 _TMP_PREFIX = ".nnrecipe-tmp-"
@@ -173,7 +173,7 @@ class RunFolder:
             except FileExistsError:
                 holder = self._read_lock()
                 if holder is not None and self._is_live(holder):
-                    raise OutputError(self._busy_message(holder)) from None
+                    raise OutputBusyError(self._busy_message(holder)) from None
                 with contextlib.suppress(FileNotFoundError):
                     self.lock_path.unlink()  # stale: its process is gone
                 continue
@@ -186,8 +186,8 @@ class RunFolder:
                 os.close(fd)
             self._held = True
             return
-        raise OutputError(f"{self.path} is being claimed by another nnrecipe run right now; "
-                          "use another --out")
+        raise OutputBusyError(f"{self.path} is being claimed by another nnrecipe run right "
+                              "now; use another --out")
 
     def _read_lock(self) -> dict[str, Any] | None:
         try:
