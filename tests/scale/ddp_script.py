@@ -1,4 +1,5 @@
-"""Run by ``torchrun --nproc_per_node 2 tests/scale/ddp_script.py SCENARIOS OUT`` (gloo, CPU).
+"""Run by ``torchrun --nproc_per_node 2 tests/scale/ddp_script.py SCENARIOS OUT SEED`` (gloo,
+CPU; SEED seeds the initialisation and the batch order, tests.seeds.TEST_SEED in the tests).
 
 Each scenario trains a tiny model on every rank with ``nnrecipe.watch`` (or the
 ``DistributedWatcher`` directly, for a shorter gather interval), writes the report into
@@ -54,10 +55,10 @@ def mlp(bn: bool = False) -> nn.Module:
 
 
 def loop(model: nn.Module, opt: torch.optim.Optimizer, w: Any, rank: int, world: int, *,
-         steps: int, batch: int = 32, nan_rank: int | None = None,
+         steps: int, seed: int, batch: int = 32, nan_rank: int | None = None,
          average_by_hand: bool = False) -> int:
     X, y = shard(rank, world)
-    g = torch.Generator().manual_seed(rank)
+    g = torch.Generator().manual_seed(1000 * seed + rank)
     step = 0
     while step < steps:
         order = torch.randperm(len(X), generator=g)
@@ -81,9 +82,9 @@ def loop(model: nn.Module, opt: torch.optim.Optimizer, w: Any, rank: int, world:
     return step
 
 
-def run(name: str, out: Path, rank: int, world: int, *, make: Callable[[], nn.Module],
-        wrap: dict[str, Any] | None, lr: float = 3e-3, direct: bool = False,
-        **loop_kw: Any) -> dict[str, Any]:
+def run(name: str, out: Path, rank: int, world: int, seed: int, *,
+        make: Callable[[], nn.Module], wrap: dict[str, Any] | None, lr: float = 3e-3,
+        direct: bool = False, **loop_kw: Any) -> dict[str, Any]:
     model = make()
     net: nn.Module = DistributedDataParallel(model, **wrap) if wrap is not None else model
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -93,7 +94,8 @@ def run(name: str, out: Path, rank: int, world: int, *, make: Callable[[], nn.Mo
     else:
         w = nnrecipe.watch(net, opt, on_finding=live.append, name=name)
     with w:
-        steps = loop(net, opt, w, rank, world, steps=SHORT if direct else STEPS, **loop_kw)
+        steps = loop(net, opt, w, rank, world, steps=SHORT if direct else STEPS, seed=seed,
+                     **loop_kw)
     paths = w.report(out)
     done = w.finish()
     return {"rank": rank, "steps": steps, "should_stop": w.should_stop, "gathers": w.gathers,
@@ -102,7 +104,8 @@ def run(name: str, out: Path, rank: int, world: int, *, make: Callable[[], nn.Mo
             "findings": [f.to_dict() for f in done["findings"]]}
 
 
-def scenarios(rank: int, world: int) -> dict[str, Callable[[Path], dict[str, Any]]]:
+def scenarios(rank: int, world: int, seed: int
+              ) -> dict[str, Callable[[Path], dict[str, Any]]]:
     def seeded(seed: int, **kw: Any) -> Callable[[], nn.Module]:
         def make() -> nn.Module:
             torch.manual_seed(seed)
@@ -110,28 +113,29 @@ def scenarios(rank: int, world: int) -> dict[str, Callable[[Path], dict[str, Any
         return make
 
     return {
-        "healthy": lambda out: run("healthy", out, rank, world, make=seeded(0, bn=True), wrap={}),
-        "bnsync": lambda out: run("bnsync", out, rank, world, make=seeded(0, bn=True), lr=1e-3,
+        "healthy": lambda out: run("healthy", out, rank, world, seed, make=seeded(seed, bn=True), wrap={}),
+        "bnsync": lambda out: run("bnsync", out, rank, world, seed, make=seeded(seed, bn=True), lr=1e-3,
                                   wrap={"forward_sync_buffers": True}, direct=True, batch=8),
-        "lr": lambda out: run("lr", out, rank, world, make=seeded(0), wrap={}, direct=True,
+        "lr": lambda out: run("lr", out, rank, world, seed, make=seeded(seed), wrap={}, direct=True,
                               lr=3e-3 * (10 if rank == 1 else 1)),
-        "seed": lambda out: run("seed", out, rank, world, make=seeded(rank), wrap=None,
+        "seed": lambda out: run("seed", out, rank, world, seed, make=seeded(seed + 1 + rank), wrap=None,
                                 direct=True, average_by_hand=True),
         # rank-local buffers (broadcast_buffers=False keeps them unsynced at init too)
-        "bn": lambda out: run("bn", out, rank, world, make=seeded(0, bn=True), lr=1e-3,
+        "bn": lambda out: run("bn", out, rank, world, seed, make=seeded(seed, bn=True), lr=1e-3,
                               wrap={"broadcast_buffers": False}, direct=True, batch=8),
-        "nan": lambda out: run("nan", out, rank, world, make=seeded(0), wrap={}, direct=True,
+        "nan": lambda out: run("nan", out, rank, world, seed, make=seeded(seed), wrap={}, direct=True,
                                nan_rank=1),
     }
 
 
 def main() -> None:
     names, out = sys.argv[1].split(","), Path(sys.argv[2])
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     torch.set_num_threads(1)
     # a collective that waits longer than this raises instead of hanging the test run
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
-    table = scenarios(rank, world)
+    table = scenarios(rank, world, seed)
     for name in names:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Run as ``python tests/scale/lightning_ddp.py OUT``: Lightning's DDP launcher starts the
+"""Run as ``python tests/scale/lightning_ddp.py OUT SEED``: Lightning's DDP launcher starts the
 second rank itself (it re-runs this script), so this cannot run inside pytest's process.
 
 Two fits with ``Trainer(strategy="ddp", accelerator="cpu", devices=2)`` and the nnrecipe
@@ -27,9 +27,9 @@ NAN_AT = 12
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, nan_at: int | None = None) -> None:
+    def __init__(self, seed: int, nan_at: int | None = None) -> None:
         super().__init__()
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         self.net = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
                                  nn.Linear(32, 3))
         self.nan_at = nan_at
@@ -49,7 +49,7 @@ class Classifier(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=3e-3)
 
 
-def fit(name: str, out: Path, nan_at: int | None) -> None:
+def fit(name: str, out: Path, seed: int, nan_at: int | None) -> None:
     X, y = blobs(n=512, seed=0)
     train = TensorDataset(torch.from_numpy(X[:448]), torch.from_numpy(y[:448]))
     val = TensorDataset(torch.from_numpy(X[448:]), torch.from_numpy(y[448:]))
@@ -60,7 +60,8 @@ def fit(name: str, out: Path, nan_at: int | None) -> None:
                          callbacks=[callback], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0)
-    trainer.fit(Classifier(nan_at), DataLoader(train, batch_size=32, shuffle=True),
+    pl.seed_everything(seed, verbose=False)  # the DistributedSampler's shuffling
+    trainer.fit(Classifier(seed, nan_at), DataLoader(train, batch_size=32, shuffle=True),
                 DataLoader(val, batch_size=64))
     w = callback.watcher
     assert w is not None
@@ -77,11 +78,11 @@ def fit(name: str, out: Path, nan_at: int | None) -> None:
 
 
 def main() -> None:
-    out = Path(sys.argv[1])
+    out, seed = Path(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")  # Lightning's advice about workers and logging on CPU
-    fit("healthy", out, None)
-    fit("nan", out, NAN_AT)
+    fit("healthy", out, seed, None)
+    fit("nan", out, seed, NAN_AT)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from nnrecipe.train.distributed import (
     watcher_class,
 )
 from nnrecipe.train.watch import Watcher
+from tests.seeds import TEST_SEED
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
@@ -161,7 +162,7 @@ def torchrun(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-           "tests/scale/ddp_script.py", "healthy,bnsync,lr,seed,bn,nan", str(out)]
+           "tests/scale/ddp_script.py", "healthy,bnsync,lr,seed,bn,nan", str(out), str(TEST_SEED)]
     try:
         done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
                               timeout=TIMEOUT_S)
@@ -180,6 +181,7 @@ def _report(out: Path, scenario: str) -> dict[str, Any]:
     return json.loads((out / scenario / "findings.json").read_text())
 
 
+@pytest.mark.statistical
 def test_healthy_ddp_run_is_quiet_with_one_report(torchrun: Path) -> None:
     r0, r1 = _ranks(torchrun, "healthy")
     assert r0["type"] == r1["type"] == "DistributedWatcher"  # what nnrecipe.watch() gave
@@ -195,6 +197,7 @@ def test_healthy_ddp_run_is_quiet_with_one_report(torchrun: Path) -> None:
     assert "Loss per rank" in ranks["figures"]
 
 
+@pytest.mark.statistical
 def test_batchnorm_with_synced_buffers_is_quiet(torchrun: Path) -> None:
     r0, _ = _ranks(torchrun, "bnsync")
     assert r0["findings"] == [] and r0["live"] == []
@@ -205,6 +208,7 @@ def _only(findings: list[dict[str, Any]], code: str) -> dict[str, Any]:
     return f
 
 
+@pytest.mark.statistical
 def test_a_rank_with_its_own_learning_rate_is_named(torchrun: Path) -> None:
     r0, r1 = _ranks(torchrun, "lr")
     f = _only(r0["findings"], "ranks-diverged")
@@ -229,6 +233,7 @@ def test_a_seed_per_rank_without_ddp_is_named(torchrun: Path) -> None:
     assert f["evidence"]["buffers_compared"]  # no DDP wrapper: buffers are compared too
 
 
+@pytest.mark.statistical
 def test_unsynchronised_batchnorm_statistics(torchrun: Path) -> None:
     r0, _ = _ranks(torchrun, "bn")
     f = _only(r0["findings"], "ranks-diverged")
@@ -249,10 +254,12 @@ def test_nan_on_one_rank_stops_every_rank_and_names_it(torchrun: Path) -> None:
 
 
 # ------------------------------------------------------------------ Lightning DDP
+@pytest.mark.statistical
 def test_lightning_ddp_one_report_and_a_clean_stop(tmp_path: Path) -> None:
     pytest.importorskip("lightning")  # the [lightning] extra, installed by `make test`
     env = {**_env(), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    proc = subprocess.Popen([sys.executable, "tests/scale/lightning_ddp.py", str(tmp_path)],
+    proc = subprocess.Popen([sys.executable, "tests/scale/lightning_ddp.py", str(tmp_path),
+                             str(TEST_SEED)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     try:

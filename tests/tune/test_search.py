@@ -215,3 +215,27 @@ def test_database_url_without_driver_is_one_clear_error() -> None:
         open_storage(ctx)
     # without the driver: an install hint; with it: the connection error. Never the password.
     assert "postgresql://me:***@localhost" in str(err.value) and "secret" not in str(err.value)
+
+
+def test_how_to_add_workers() -> None:
+    from nnrecipe.tune.storage import workers_hint
+
+    db = workers_hint("exp.py", {"tune_storage": "postgresql://me:secret@db:5432/s",
+                                 "tune_trials": 50}, Path("runs/x"), "blobs")
+    assert ("nnrecipe tune exp.py --storage postgresql://me:***@db:5432/s --study-name "
+            "nnrecipe-blobs --trials 50") in db and "secret" not in db
+    assert "other" in db and "***" in db
+    local = workers_hint("exp.py", {"tune_study_name": "s1"}, Path("runs/x"), None)
+    assert "--storage runs/x/tune/study.journal --study-name s1" in local
+    assert "on other machines, use a database" in local
+
+
+def test_trials_name_their_worker(tmp_path: Path) -> None:
+    from nnrecipe.tune.search import WORKER
+
+    check = _tune(tiny_experiment(), run_dir=str(tmp_path), tune_trials=2)
+    assert check.metrics["workers"] == {WORKER: {"complete": 2, "pruned": 0, "fail": 0,
+                                                 "running": 0}}
+    trials = check.tables[2]
+    assert trials.columns[-1] == "worker" and {r[-1] for r in trials.rows} == {WORKER}
+    assert [t.title for t in check.tables].count("Workers") == 0  # one process: no table
