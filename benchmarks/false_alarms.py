@@ -29,6 +29,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -40,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 STAGES = ("data", "skeleton", "overfit", "train", "watch")
 DEFAULT_STAGES = ("data", "skeleton", "train", "watch")
 # Which nnrecipe.run call (command) each stage belongs to: one run per group per setup/seed.
+# The hand-written loop stops after this many epochs without a better validation loss.
+WATCH_PATIENCE = 2
 GROUPS = {"data": "check", "skeleton": "check", "overfit": "lr", "train": "train",
           "watch": "watch"}
 
@@ -95,9 +98,10 @@ def _finding(f: Any) -> dict[str, Any]:
 
 
 def watch_loop(exp: Any, seed: int) -> list[dict[str, Any]]:
-    """The experiment trained by hand, the way a user's own script does it, under
+    """The experiment trained by hand, the way a careful user's own script does it, under
     ``nnrecipe.watch``: shuffled DataLoader, zero_grad/forward/backward/(clip)/step/schedule,
-    an eval pass over the validation split after each epoch."""
+    an eval pass over the validation split after each epoch, and a stop once the validation
+    loss has not improved for ``WATCH_PATIENCE`` epochs."""
     import numpy as np
     import torch
     from torch.utils.data import DataLoader, TensorDataset
@@ -120,6 +124,7 @@ def watch_loop(exp: Any, seed: int) -> list[dict[str, Any]]:
     loss_fn = exp.loss
     classify = exp.task == "classification" or (exp.task is None and not yv.is_floating_point())
     seen: list[Any] = []
+    best, waited = float("inf"), 0
     with nnrecipe.watch(model, opt, on_finding=seen.append) as w:
         for _ in range(exp.epochs):
             model.train()
@@ -142,6 +147,10 @@ def watch_loop(exp: Any, seed: int) -> list[dict[str, Any]]:
                     if not isinstance(hits, str):
                         val["accuracy"] = hits.accuracy()
             w.epoch(val=val)
+            best = min(best, val["loss"])
+            waited = 0 if val["loss"] <= best else waited + 1
+            if waited >= WATCH_PATIENCE:
+                break
         final, _ = w.final_findings()
     return [_finding(f) for f in final]
 
@@ -240,6 +249,10 @@ def print_report(summary: dict[str, Any], results: list[dict[str, Any]], wall: f
         print(f"FAILED {r['setup']}/s{r['seed']} {r['group']}: {r['error']}")
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # leaves the Pool's with-block, which terminates it
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:32s} {flags}  {s.note}")
         return 0
     tasks = plan(args)
+    signal.signal(signal.SIGTERM, _stop)  # `kill PID` ends the workers too
     print(f"{len(tasks)} runs on {args.jobs} worker(s) ...", flush=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []

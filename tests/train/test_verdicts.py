@@ -44,13 +44,20 @@ def test_lr_too_high_counts_spikes_not_batch_noise() -> None:
     calm = falling(noise=0.4, seed=3)
     assert not d.lr_too_high_verdict(calm).fires
     spiky = list(calm)
-    for i in (60, 100, 140, 180):
-        spiky[i] = 3.0
+    for i in (60, 100, 140, 180):  # a step too large: the loss jumps and recovers over steps
+        spiky[i:i + 3] = [3.0, 2.0, 1.2]
     v = d.lr_too_high_verdict(spiky)
-    assert v.fires and v.spikes == [60, 100, 140, 180]
+    assert v.fires and v.spikes == [60, 100, 140, 180] and min(v.spike_z) >= d.SPIKE_Z
     two = list(calm)
-    two[60] = two[100] = 3.0
-    assert not d.lr_too_high_verdict(two).fires  # one or two bad batches happen
+    two[60:63] = two[100:103] = [3.0, 2.0, 1.2]
+    assert not d.lr_too_high_verdict(two).fires  # one or two bad steps happen
+    lone = list(calm)
+    for i in (60, 100, 140, 180):  # an unlucky batch alone: the next one is ordinary
+        lone[i] = 1.5
+    assert not d.lr_too_high_verdict(lone).fires
+    for i in (60, 100, 140, 180):  # alone, but worse than the untrained model: damage
+        lone[i] = 3.0
+    assert d.lr_too_high_verdict(lone).spikes == [60, 100, 140, 180]
     # Late, tiny losses with big *relative* jumps are not spikes (the demo's end of training).
     late = falling(noise=0.0)[:150] + [0.05, 0.2] * 25
     assert not d.lr_too_high_verdict(late).fires
@@ -60,6 +67,9 @@ def test_lr_too_high_on_epoch_oscillation() -> None:
     assert d.lr_too_high_verdict([], [1.0, 0.6, 0.8, 0.5, 0.7]).rises == [3, 5]
     assert d.lr_too_high_verdict([], [1.0, 0.6, 0.8, 0.5, 0.7]).fires
     assert not d.lr_too_high_verdict([], [1.0, 0.6, 0.5, 0.45, 0.44]).fires
+    # the eval-mode training loss probed at each epoch's end fell: the model improved
+    assert not d.lr_too_high_verdict([], [1.0, 0.6, 0.8, 0.5, 0.7],
+                                     epoch_probe=[0.9, 0.5, 0.4, 0.35, 0.3]).fires
 
 
 def test_lr_too_low_needs_slow_curve_and_small_updates() -> None:

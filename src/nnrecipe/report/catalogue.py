@@ -73,6 +73,8 @@ PROBLEMS: dict[str, str] = {
     "underfitting": "Training loss stays far above what the model can reach",
     "val-below-train": "The validation loss is below the training loss",
     "weights-fluctuating": "Validation results swing from epoch to epoch",
+    "lr-schedule-misstepped": "The learning-rate schedule is stepped per batch instead of per epoch (or never)",
+    "val-metric-inconsistent": "The validation accuracy contradicts the validation loss (labels paired wrongly)",
     "accumulation-discarded": "zero_grad runs inside the accumulation loop: micro-batch gradients are thrown away",
     "loss-scale-collapse": "The float16 loss scale keeps falling (toward 1 or below): the GradScaler keeps skipping steps",
     "fp16-overflow": "Activations or the loss overflow float16's range (inf) in the forward pass",

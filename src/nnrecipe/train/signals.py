@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -70,3 +71,124 @@ def quantiles(values: Sequence[float], qs: Sequence[float] = (0.1, 0.5, 0.9, 0.9
     out = {f"p{round(q * 100):d}": float(np.quantile(arr, q)) for q in qs}
     out["max"] = float(arr.max())
     return out
+
+
+# ------------------------------------------------------------------ noise of the step loss
+#
+# A step loss is the mean of b per-sample losses, so its batch-to-batch noise scales as
+# sigma_sample / sqrt(b). The rules below compare changes of the loss with that noise,
+# measured on the run itself: residuals about a centred running median, rescaled to a
+# reference batch size (a last batch of 1 is sqrt(32) times noisier than one of 32 and is
+# judged so), with a robust (median absolute deviation) scale over a trailing window.
+
+MAD_TO_SIGMA = 1.4826  # sigma of a normal distribution per unit of median absolute deviation
+# A floor under the measured noise, relative to the run's starting loss: float-precision
+# blips of an exactly memorised batch (loss 0, then 1e-6) are not events. Reasoning: 1% of
+# the initial loss is far below anything a learning-rate spike does (it takes back >= 25%).
+NOISE_FLOOR_OF_START = 0.01
+
+
+def batch_weights(n: int, batch_sizes: Sequence[float] | None) -> tuple[np.ndarray, float]:
+    """``sqrt(b_i / b_ref)`` per step (the factor by which a step's noise is smaller than a
+    reference batch's) and ``b_ref``, the median batch size; ones when sizes are unknown."""
+    if batch_sizes is None or len(batch_sizes) < n:
+        return np.ones(n), math.nan
+    b = np.asarray(batch_sizes[:n], dtype=float)
+    ok = np.isfinite(b) & (b > 0)
+    if not ok.any():
+        return np.ones(n), math.nan
+    ref = float(np.median(b[ok]))
+    return np.where(ok, np.sqrt(np.where(ok, b, ref) / ref), 1.0), ref
+
+
+def centred_median(values: Sequence[float], window: int) -> np.ndarray:
+    """Running median centred on each point (shrinking windows at the ends)."""
+    arr = np.asarray(values, dtype=float)
+    n, h = len(arr), max(1, window // 2)
+    if n == 0:
+        return arr
+    if n <= 2 * h + 1:
+        return np.array([np.median(arr[max(0, i - h):i + h + 1]) for i in range(n)])
+    out = np.empty(n)
+    out[h:n - h] = np.median(np.lib.stride_tricks.sliding_window_view(arr, 2 * h + 1), axis=1)
+    for i in list(range(h)) + list(range(n - h, n)):
+        out[i] = np.median(arr[max(0, i - h):i + h + 1])
+    return out
+
+
+@dataclass
+class StepNoise:
+    """The step-loss series split into a level and its noise.
+
+    ``level``: centred running median; ``z``: each step's residual from the level in units of
+    the noise of *its own* batch; ``sigma``: the trailing robust noise of a reference-size batch
+    at each step (``sigma[i]`` uses steps before ``i`` only); ``weight``: ``sqrt(b_i / b_ref)``.
+    """
+
+    level: np.ndarray
+    sigma: np.ndarray
+    weight: np.ndarray
+    ref_batch: float
+    window: int
+
+    def noise_of(self, i: int) -> float:
+        """Noise of step ``i``'s loss (its batch's size taken into account)."""
+        return float(self.sigma[i] / self.weight[i])
+
+
+def step_noise(losses: Sequence[float], batch_sizes: Sequence[float] | None = None
+               ) -> StepNoise | None:
+    """Level and noise of a step-loss series (None when it is too short to tell)."""
+    arr = np.asarray(losses, dtype=float)
+    n = len(arr)
+    w = smoothing_window(n)
+    if n < 3 * w or not np.all(np.isfinite(arr)):
+        return None
+    weight, ref = batch_weights(n, batch_sizes)
+    level = centred_median(arr, w)
+    resid = np.abs(arr - level) * weight  # rescaled to the reference batch
+    span = max(4 * w, 20)  # trailing window for the scale: a few smoothing windows
+    scale = np.empty(n)
+    for i in range(n):
+        lo = max(0, i - span)
+        past = resid[lo:i] if i - lo >= w else resid[:max(i, w)]
+        scale[i] = MAD_TO_SIGMA * float(np.median(past))
+    floor = NOISE_FLOOR_OF_START * abs(float(np.median(arr[:w])))
+    return StepNoise(level, np.maximum(scale, max(floor, 1e-12)), weight, ref, w)
+
+
+def epoch_means(losses: Sequence[float], ends: Sequence[int],
+                batch_sizes: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per epoch (``ends``: the cumulative step count at each epoch's end), the mean training
+    loss weighted by batch size, and its standard error from the steps' scatter about the
+    running median (NaN when it cannot be measured). Without batch sizes a last step that may
+    be a partial batch is left out of its epoch's mean (its weight is unknown)."""
+    arr = np.asarray(losses, dtype=float)
+    known = batch_sizes is not None and len(batch_sizes) >= len(arr)
+    b = np.asarray(batch_sizes[:len(arr)], dtype=float) if known else np.ones(len(arr))  # type: ignore[index]
+    w = smoothing_window(len(arr))
+    level = centred_median(arr, w) if len(arr) >= w else arr
+    means, ses = [], []
+    start = 0
+    for end in ends:
+        end = min(int(end), len(arr))
+        idx = np.arange(start, end)
+        if not known and len(idx) >= 4:
+            idx = idx[:-1]
+        idx = idx[np.isfinite(arr[idx])] if len(idx) else idx
+        if len(idx) == 0:
+            means.append(math.nan)
+            ses.append(math.nan)
+            start = end
+            continue
+        bw = b[idx]
+        means.append(float(np.sum(bw * arr[idx]) / np.sum(bw)))
+        if len(idx) >= 3:
+            # per-sample scale: residual * sqrt(b); the mean of N samples has sigma / sqrt(N)
+            r = (arr[idx] - level[idx]) * np.sqrt(bw)
+            sigma = MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r))))
+            ses.append(sigma / math.sqrt(float(np.sum(bw))))
+        else:
+            ses.append(math.nan)
+        start = end
+    return np.asarray(means), np.asarray(ses)

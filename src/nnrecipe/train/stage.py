@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -49,11 +50,14 @@ from nnrecipe.train.stopping import EarlyStopping, StoppingConfig
 # (which follow) train several models each.
 TRAIN_BUDGET_SHARE = 1 / 3
 PROBE_SAMPLES = 1024  # training samples re-evaluated at each epoch end (eval and train mode)
+# validation samples whose losses are kept per epoch: the paired noise of the overfitting rule
+VAL_SAMPLES = 2048
 FIXED_BATCH = 12  # samples whose predictions are followed epoch by epoch
 
 CURVE_CODES = (LossNonfinite.code, det.LossDiverging.code, det.LrTooHigh.code, det.LrTooLow.code,
                det.LossPlateau.code, det.Overfitting.code, det.Underfitting.code,
-               det.ValBelowTrain.code, det.WeightsFluctuating.code)
+               det.ValBelowTrain.code, det.WeightsFluctuating.code,
+               det.LrScheduleMisstepped.code, det.ValMetricInconsistent.code)
 GRADIENT_CODES = (det.ExplodingGradients.code, det.VanishingGradients.code, det.UpdateRatio.code)
 ACTIVATION_CODES = (det.DeadRelu.code, det.SaturatedActivations.code)
 
@@ -61,11 +65,15 @@ ACTIVATION_CODES = (det.DeadRelu.code, det.SaturatedActivations.code)
 class EndOfEpochProbe(Callback):
     """At each epoch end, the training loss of the current weights on a fixed subset of the
     training set, in eval mode and in train mode (no update; buffers and RNG restored).
-    Stored on the monitor's epoch entry as ``train_eval_loss`` and ``train_mode_loss``."""
+    Stored on the monitor's epoch entry as ``train_eval_loss`` and ``train_mode_loss``. Also
+    the per-sample losses of (up to ``VAL_SAMPLES``) validation samples, kept in
+    ``val_losses`` (one array per epoch): the overfitting rule's paired noise."""
 
     def __init__(self, ctx: Context, monitor: Monitor, n: int = PROBE_SAMPLES) -> None:
         self.ctx, self.monitor, self.n = ctx, monitor, n
         self.error: str | None = None
+        self.val_losses: list[np.ndarray] = []
+        self.val_error: str | None = None
 
     def on_epoch_end(self, record: EpochRecord, history: FitHistory, model: nn.Module
                      ) -> str | None:
@@ -77,7 +85,27 @@ class EndOfEpochProbe(Callback):
             entry["train_mode_loss"] = train_mode_loss(self.ctx, model, self.n)
         except Exception as e:  # noqa: BLE001 - unusual batches: train on, without the probe
             self.error = f"{type(e).__name__}: {e}"
+        if self.ctx.has_split("val") and self.val_error is None:
+            try:
+                self.val_losses.append(val_sample_losses(self.ctx, model))
+            except Exception as e:  # noqa: BLE001 - the overfitting rule falls back to 10%
+                self.val_error = f"{type(e).__name__}: {e}"
         return None
+
+    def per_sample_val(self, epochs: int) -> np.ndarray | None:
+        """(epochs, samples) validation losses, when every epoch was probed."""
+        if self.val_error or len(self.val_losses) != epochs or not self.val_losses:
+            return None
+        return np.stack(self.val_losses)
+
+
+def val_sample_losses(ctx: Context, model: nn.Module, n: int = VAL_SAMPLES) -> np.ndarray:
+    """The per-sample losses of the first ``n`` validation samples (eval mode)."""
+    size = len(ctx.dataset("val"))
+    loader = ctx.loader("val", shuffle=False, indices=list(range(min(n, size))),
+                        batch_size=max(ctx.experiment.batch_size, 256))
+    out, y = predict(model, loader, ctx.device)
+    return per_sample_losses(on_cpu(ctx.experiment.loss), out, y).numpy().astype(float)
 
 
 def train_mode_loss(ctx: Context, model: nn.Module, n: int) -> float:
@@ -124,8 +152,9 @@ def is_augmented(ctx: Context, k: int = 4) -> bool:
 
 def val_loss_rel_se(ctx: Context, model: nn.Module, split: str = "val"
                     ) -> tuple[dict[str, float], float]:
-    """Metrics on a split, and the relative standard error of its mean loss (from the
-    per-sample losses, when the loss has a ``reduction`` to switch off)."""
+    """Metrics on a split, and the robust relative standard error of its loss (of the
+    10%-trimmed mean of the per-sample losses, when the loss has a ``reduction`` to switch
+    off): heavy-tailed losses do not inflate it."""
     loader = ctx.loader(split, shuffle=False, batch_size=max(ctx.experiment.batch_size, 256))
     out, y = predict(model, loader, ctx.device)
     loss_fn = on_cpu(ctx.experiment.loss)
@@ -134,7 +163,7 @@ def val_loss_rel_se(ctx: Context, model: nn.Module, split: str = "val"
     if hasattr(loss_fn, "reduction"):
         values = per_sample_losses(loss_fn, out, y)
         if len(values) > 1 and float(values.mean()) > 0:
-            rel_se = float(values.std() / values.mean()) / math.sqrt(len(values))
+            rel_se = det.trimmed_rel_se(values.numpy())
     return metrics, rel_se
 
 
@@ -208,7 +237,12 @@ class TrainingRun(Check):
             train_eval_end=last.get("train_eval_loss"), augmented=is_augmented(ctx),
             has_dropout=has_dropout(model), val_rel_se=rel_se,
             best_epoch_restored=history.best_epoch, lr_suggested=lr_state.get("suggested"),
-            where="the train stage")
+            where="the train stage", batch_sizes=step_batch_sizes(ctx, len(rec.loss)),
+            per_sample_val=probe.per_sample_val(len(rec.epochs)),
+            stopped_by=stopper.stopped.criterion if stopper.stopped else None,
+            lr_range=_lr_range(lr_state), schedule=schedule_name.split(" ")[0],
+            completed=history.stopped_reason == "completed")
+        extras.init_loss, extras.prior_loss = reference_losses(ctx, model)
         diagnosis = det.diagnose(rec, extras)
         state = self._store(ctx, model, history, rec, diagnosis, stopper, metrics)
         self._record(ctx, history, rec, stopper, state, schedule_name, extras)
@@ -277,6 +311,64 @@ class TrainingRun(Check):
 def checkpoint_path(ctx: Context) -> Path | None:
     """Where the best weights go: ``<out>/checkpoints/train-best.pt`` (None without ``out``)."""
     return None if ctx.out_dir is None else Path(ctx.out_dir) / "checkpoints" / "train-best.pt"
+
+
+def step_batch_sizes(ctx: Context, steps: int) -> list[int] | None:
+    """The batch size of each optimizer step of the run, from the training loader fit() uses
+    (same dataset length, batch size and drop_last): full batches, then the remainder."""
+    try:
+        loader = ctx.loader("train")
+        n, bs = len(loader.dataset), int(loader.batch_size or 1)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - iterable datasets: sizes unknown
+        return None
+    epoch = [bs] * (n // bs) + ([n % bs] if n % bs and not loader.drop_last else [])
+    if not epoch:
+        return None
+    return (epoch * (steps // len(epoch) + 1))[:steps]
+
+
+def reference_losses(ctx: Context, model: nn.Module) -> tuple[float | None, float | None]:
+    """The loss at initialisation a well-set-up classifier starts from (uniform outputs: ln C
+    for cross-entropy, ln 2 for BCE) and the loss of predicting the training prior (class
+    frequencies; the mean target for regression), both with the experiment's own loss on up
+    to 4096 training samples. (None, None) when the outputs cannot be read that way."""
+    try:
+        X, y = ctx.tensors("train", limit=4096)
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(X[:2].to(ctx.device)).float().cpu()
+        finally:
+            model.train(was)
+        loss_fn = on_cpu(ctx.experiment.loss)
+        shape = (len(y), *out.shape[1:])
+        with torch.no_grad():
+            if ctx.task_type == "regression":
+                return None, float(loss_fn(y.float().mean(0, keepdim=True).expand(shape), y))
+            bce = isinstance(loss_fn, (nn.BCEWithLogitsLoss, nn.BCELoss))
+            if bce and y.is_floating_point() and y.shape == shape:  # binary / multi-label
+                p = y.float().mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6).expand(shape)
+                if isinstance(loss_fn, nn.BCELoss):
+                    return float(loss_fn(torch.full(shape, 0.5), y)), float(loss_fn(p, y))
+                return float(loss_fn(torch.zeros(shape), y)), float(loss_fn(torch.logit(p), y))
+            if y.is_floating_point() or tuple(y.shape) != shape[:-1]:
+                return None, None
+            c = shape[-1]
+            freq = torch.bincount(y.reshape(-1).long().clamp(0, c - 1), minlength=c).float()
+            logp = torch.log((freq / freq.sum()).clamp_min(1e-12))
+            uniform = torch.full(shape, -math.log(c))
+            # log-probabilities: cross-entropy reads them as logits, NLLLoss as they are
+            return float(loss_fn(uniform, y)), float(loss_fn(logp.expand(shape), y))
+    except Exception:  # noqa: BLE001 - unusual outputs: the blow-up rule stays off
+        return None, None
+
+
+def _lr_range(lr_state: dict[str, Any]) -> tuple[float, float] | None:
+    low, high = lr_state.get("low"), lr_state.get("high")
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and 0 < low <= high:
+        return float(low), float(high)
+    return None
 
 
 def _fixed_batch(ctx: Context) -> tuple[torch.Tensor, torch.Tensor] | None:
