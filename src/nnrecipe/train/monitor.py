@@ -93,6 +93,19 @@ class MonitorConfig:
     # Steps of per-step statistics kept on the device between two copies to the host. On an
     # accelerator this is also how late (in steps) a non-finite gradient is noticed.
     sync_every: int = 32
+    # When the NaN/inf guard and the losses are read on the host: "auto" (at once on the CPU,
+    # where nothing waits; with the rest of the statistics on an accelerator), "every-step"
+    # (at once everywhere: the bad update is dropped, at the cost of one device sync per
+    # step), "deferred" (as on an accelerator, wherever the model is: how the accelerator path
+    # is tested on a CPU-only machine).
+    guard_sync: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.guard_sync not in ("auto", "every-step", "deferred"):
+            raise ValueError(f"MonitorConfig.guard_sync must be 'auto', 'every-step' or "
+                             f"'deferred', got {self.guard_sync!r}")
+        if int(self.sync_every) < 1:
+            raise ValueError(f"MonitorConfig.sync_every must be >= 1, got {self.sync_every!r}")
 
 
 def _layer_params(model: nn.Module, optimizer: torch.optim.Optimizer | None
@@ -130,9 +143,11 @@ def _activation_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _segment_norm(per_tensor: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-    """Per-layer L2 norms from per-tensor norms (sqrt of the summed squares)."""
-    return np.sqrt(np.bincount(owner, weights=np.square(per_tensor), minlength=n))
+def _segment_norm_t(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+    """Per-layer L2 norms of ``values`` grouped by ``owner`` (sqrt of the summed squares), on
+    the values' device."""
+    out = torch.zeros(n, dtype=values.dtype, device=values.device)
+    return out.index_add_(0, owner, values * values).sqrt()
 
 
 class Monitor(Callback):
@@ -173,6 +188,8 @@ class Monitor(Callback):
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.device = torch.device("cpu")
+        self._autocast_device = True
+        self._immediate = True
         self._handles: list[Any] = []
         self._act_handles: list[Any] = []
         self._params: list[nn.Parameter] = []
@@ -180,6 +197,9 @@ class Monitor(Callback):
         self._onehot = np.zeros((0, 0))
         self._sample_idx: list[torch.Tensor] = []
         self._sample_owner = np.zeros(0, dtype=int)
+        self._sample_owner_t = torch.zeros(0, dtype=torch.long)
+        self._owner_t = torch.zeros(0, dtype=torch.long)
+        self._kept_t = torch.zeros(0, dtype=torch.long)
         self._kept = np.zeros(0, dtype=int)
         self._pre_samples: torch.Tensor | None = None
         self._act_modules: list[tuple[str, str, nn.Module]] = []
@@ -196,6 +216,7 @@ class Monitor(Callback):
         self._row_steps: list[int] = []
         self._row_arrivals: list[int] = []
         self._row_cleared_host: list[int] = []
+        self._row_present: list[tuple[int, ...] | None] = []
         self._arrivals = 0
         self._cleared_host = 0
         self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
@@ -203,6 +224,7 @@ class Monitor(Callback):
         # losses (and the scaler's scale) recorded since the last flush
         self._pending_loss: list[tuple[int, float | torch.Tensor, float]] = []
         self._pending_scale: list[float | torch.Tensor] = []
+        self._pending_stats: list[tuple[str, int, torch.Tensor]] = []
         self._loss_groups = 0
         self._last_loss_step: int | None = None
         self._prev_scale: float | None = None
@@ -241,12 +263,17 @@ class Monitor(Callback):
         self.flush()
         self._params, self._owner = params, np.asarray(owner, dtype=int)
         self.device = params[0].device if params else torch.device("cpu")
+        self._autocast_device = torch.amp.is_autocast_available(self.device.type)
+        mode = self.config.guard_sync
+        self._immediate = mode == "every-step" or (mode == "auto" and self.device.type == "cpu")
         self._onehot = np.zeros((len(params), max(len(rec.layers), 1)))
         self._onehot[np.arange(len(params)), np.minimum(self._owner, len(rec.layers) - 1)] = 1.0
         self._buf = torch.zeros(max(1, self.config.sync_every), len(params) + 1,
                                 dtype=torch.float32, device=self.device)
         self._index_cache.clear()
-        if not same or not self._sample_idx:  # re-attaching to the same model keeps them
+        self._owner_t = torch.as_tensor(self._owner, device=self.device)
+        # re-attaching to the same model keeps the sampled coordinates
+        if not same or not self._sample_idx or self._sample_owner_t.device != self.device:
             self._choose_samples()
         self._act_modules = []
         last_layer = None
@@ -302,10 +329,12 @@ class Monitor(Callback):
             self._sample_idx.append(idx.to(p.device))
             owners.extend([layer] * len(idx))
         self._sample_owner = np.asarray(owners, dtype=int)
+        self._sample_owner_t = torch.as_tensor(self._sample_owner, device=self.device)
         keep: list[int] = []  # up to 16 coordinates per layer are kept as trajectories
         for layer in range(len(self._rec.layers)):
             keep.extend(np.nonzero(self._sample_owner == layer)[0][:16].tolist())
         self._kept = np.asarray(keep, dtype=int)
+        self._kept_t = torch.as_tensor(self._kept, device=self.device)
         self._rec.weight_sample_layers = self._sample_owner[self._kept].tolist()
 
     # --------------------------------------------------------------- step hooks
@@ -426,6 +455,7 @@ class Monitor(Callback):
         self._row_steps.append(step)
         self._row_arrivals.append(self._arrivals)
         self._row_cleared_host.append(self._cleared_host)
+        self._row_present.append(None if len(present) == len(grads) else tuple(present))
         self._arrivals = self._cleared_host = 0
         self._row += 1
         if not present:
@@ -446,8 +476,8 @@ class Monitor(Callback):
             cov = self._rec.coverage
             cov["nonfinite_guard"] += 1
             cov["grad_norms"] += 1
-            if self.device.type == "cpu" and not bool(torch.isfinite(norms.sum())):
-                values = row[:-1].numpy()
+            if self._immediate and not bool(torch.isfinite(norms.sum())):
+                values = row[:-1].cpu().numpy()
                 bad = sorted({int(self._owner[i]) for i in present
                               if not math.isfinite(float(values[i]))})
                 self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
@@ -460,11 +490,16 @@ class Monitor(Callback):
         data = buf[:n].to("cpu", torch.float64).numpy().copy()
         buf[:n, -1].zero_()
         steps, arrivals = self._row_steps, self._row_arrivals
-        cleared_host = self._row_cleared_host
-        self._row, self._row_steps, self._row_arrivals, self._row_cleared_host = 0, [], [], []
+        cleared_host, present = self._row_cleared_host, self._row_present
+        self._row, self._row_steps, self._row_arrivals = 0, [], []
+        self._row_cleared_host, self._row_present = [], []
         rec, cfg = self._rec, self.config
         norms = data[:, :-1]
-        missing = np.isnan(norms)
+        missing = np.zeros(norms.shape, dtype=bool)  # tensors without a gradient (not NaN ones)
+        for i, idx in enumerate(present):
+            if idx is not None:
+                missing[i] = True
+                missing[i, list(idx)] = False
         sq = np.where(missing, 0.0, np.square(norms))
         layer_sq = sq @ self._onehot
         seen = (~missing).astype(float) @ self._onehot
@@ -489,9 +524,15 @@ class Monitor(Callback):
 
     def flush(self) -> None:
         """Bring every statistic still on the device to the host (one transfer each for the
-        gradient rows and the losses)."""
+        gradient rows, the losses and the update/activation measurements)."""
         self._flush_grads()
         self._flush_losses()
+        if self._pending_stats:
+            tensors = [t for _, _, t in self._pending_stats]
+            flat = torch.cat([t.to(tensors[0].device) for t in tensors]).to(
+                "cpu", torch.float64).numpy()
+            sizes = np.cumsum([len(t) for t in tensors])[:-1]
+            self._flush_stats(np.split(flat, sizes))
 
     def alarms(self) -> dict[str, Any]:
         """What is already known on the host, without a flush: a non-finite value seen
@@ -515,23 +556,37 @@ class Monitor(Callback):
             return torch.cat(parts)
 
     def _measure_update(self, step: int, before: torch.Tensor) -> None:
+        """Update ratios, parameter norms and the kept weight coordinates, computed on the
+        device and queued for the next flush (no host copy here)."""
         after = self._gather_samples()
         if after is None:
             return
+        n = len(self._rec.layers)
         with torch.no_grad():
-            pnorms = _norm_vector([p.detach() for p in self._params])
-            packed = torch.cat([before, after, pnorms.to(before.device)]).cpu().numpy()
-        m = len(before)
-        b, a, pn = packed[:m], packed[m:2 * m], packed[2 * m:]
-        rec, n = self._rec, len(self._rec.layers)
-        dn = _segment_norm(a - b, self._sample_owner, n)
-        sn = _segment_norm(a, self._sample_owner, n)
-        ratio = np.where(sn > 0, dn / np.where(sn > 0, sn, 1.0), np.nan)
-        mp = self.config.max_points
-        rec.update.append(step, ratio, mp)
-        rec.param.append(step, _segment_norm(pn, self._owner, n), mp)
-        rec.weight_samples.append(step, a[self._kept], mp)
-        rec.coverage["update_ratios"] += 1
+            pnorms = _norm_vector([p.detach() for p in self._params]).to(after.device)
+            dn = _segment_norm_t(after - before, self._sample_owner_t, n)
+            sn = _segment_norm_t(after, self._sample_owner_t, n)
+            ratio = torch.where(sn > 0, dn / sn.clamp_min(torch.finfo(sn.dtype).tiny),
+                                torch.full_like(sn, math.nan))
+            pl = _segment_norm_t(pnorms, self._owner_t, n)
+            kept = after[self._kept_t]
+            self._pending_stats.append(("update", step, torch.cat([ratio, pl, kept])))
+        self._rec.coverage["update_ratios"] += 1
+
+    def _flush_stats(self, packed: list[np.ndarray]) -> None:
+        rec, n, mp = self._rec, len(self._rec.layers), self.config.max_points
+        for (kind, step, _), values in zip(self._pending_stats, packed, strict=True):
+            if kind == "update":
+                rec.update.append(step, values[:n], mp)
+                rec.param.append(step, values[n:2 * n], mp)
+                rec.weight_samples.append(step, values[2 * n:], mp)
+            else:
+                is_relu = [k == "relu" for _, k in rec.activations]
+                rec.dead.append(step, [float(v) if r else math.nan
+                                       for v, r in zip(values, is_relu, strict=True)], mp)
+                rec.saturated.append(step, [float(v) if not r else math.nan
+                                            for v, r in zip(values, is_relu, strict=True)], mp)
+        self._pending_stats = []
 
     # -------------------------------------------------------------- activations
     def _arm_activations(self) -> None:
@@ -563,6 +618,8 @@ class Monitor(Callback):
         rec = self._rec
         keys = sorted(self._act_values, key=lambda k: (self._act_order(k[0]), k[1]))
         if keys != self._act_keys:  # first measurement (or the set of calls changed)
+            if any(kind == "activations" for kind, _, _ in self._pending_stats):
+                self.flush()  # what was measured under the old set of activations goes first
             self._act_keys = keys
             kinds = {n: k for n, k, _ in self._act_modules}
             rec.activations = [(n if c == 0 else f"{n}#{c + 1}", kinds[n]) for n, c in keys]
@@ -580,12 +637,9 @@ class Monitor(Callback):
             window.append(stat)
             alive = torch.stack(list(window)).any(dim=0)
             values.append(1.0 - alive.float().mean())
-        packed = torch.stack([v.to(values[0].device) for v in values]).cpu().numpy()
-        dead = [float(v) if k == "relu" else math.nan for v, (_, k) in zip(packed, rec.activations, strict=True)]
-        sat = [float(v) if k != "relu" else math.nan for v, (_, k) in zip(packed, rec.activations, strict=True)]
-        mp = self.config.max_points
-        rec.dead.append(step, dead, mp)
-        rec.saturated.append(step, sat, mp)
+        with torch.no_grad():
+            stacked = torch.stack([v.float().reshape(()).to(self.device) for v in values])
+        self._pending_stats.append(("activations", step, stacked))
         rec.coverage["activations"] += 1
         self._act_values.clear()
         self._act_calls.clear()
@@ -604,7 +658,7 @@ class Monitor(Callback):
             self._note_precision(module, args)
 
     def _note_precision(self, module: nn.Module, args: Any) -> None:
-        if self._rec.precision is None and module.training and \
+        if self._rec.precision is None and module.training and self._autocast_device and \
                 torch.is_autocast_enabled(self.device.type):
             dtype = torch.get_autocast_dtype(self.device.type)
             self._rec.precision = str(dtype).removeprefix("torch.")
@@ -623,7 +677,7 @@ class Monitor(Callback):
                 # non-finite gradient is where it appeared
                 "backward_origin": rec.layers[bad_layers[-1]] if bad_layers else None,
                 "update_skipped": drop,
-                **({} if drop or self.device.type == "cpu" else
+                **({} if drop or self._immediate else
                    {"noticed_at_step": rec.optimizer_steps,
                     "note": "read with the per-step statistics (no per-step device sync); the "
                             "update of that step was applied"}),
@@ -672,7 +726,8 @@ class Monitor(Callback):
             v = loss.detach()
             if v.numel() != 1:
                 v = v.float().mean()
-            value: float | torch.Tensor = float(v) if v.device.type == "cpu" else v.reshape(()).float()
+            value: float | torch.Tensor = (float(v) if v.device.type == "cpu" and self._immediate
+                                           else v.reshape(()).float())
         else:
             value = float(loss)
         # the optimizer step this loss's backward pass fed: the coming one if a backward pass
@@ -688,7 +743,7 @@ class Monitor(Callback):
             scale = getattr(self.scaler, "_scale", None)
             if scale is None:
                 scale = float(self.scaler.get_scale())
-            elif scale.device.type == "cpu":
+            elif scale.device.type == "cpu" and self._immediate:
                 scale = float(scale)
             else:
                 scale = scale.detach().clone().reshape(())

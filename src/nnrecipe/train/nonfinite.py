@@ -3,6 +3,7 @@ forward pass that names the first layer whose output is non-finite."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,8 +66,10 @@ def first_nonfinite_module(model: nn.Module, args: tuple[Any, ...], kwargs: dict
             handles.append(module.register_forward_hook(make(name)))
     buffers = {k: v.detach().clone() for k, v in model.named_buffers()}
     devices = [a.device for a in args if isinstance(a, torch.Tensor) and a.is_cuda]
-    amp = (torch.autocast(device_type, dtype=autocast) if autocast is not None
-           else torch.autocast(device_type, enabled=False))
+    amp: Any = contextlib.nullcontext()
+    if torch.amp.is_autocast_available(device_type):
+        amp = (torch.autocast(device_type, dtype=autocast) if autocast is not None
+               else torch.autocast(device_type, enabled=False))
     ran = True
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad(), amp:
