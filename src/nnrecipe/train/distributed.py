@@ -32,10 +32,12 @@ in the model's order, that differs and the ranks that differ from the majority.
 
 **Non-finite values**: DDP averages gradients, so a NaN loss on one rank makes every rank's
 gradients NaN at the same step. When the model is DDP-wrapped (its gradients are known to be
-all-reduced), that event is identical on every rank and triggers an extra gather at once, so
-every rank learns which rank's loss went bad and :attr:`DistributedWatcher.should_stop`
-becomes true on all of them at the same step: no rank stops alone, nobody waits forever in a
-collective. Without a DDP wrapper it is noticed at the next regular gather.
+all-reduced) and on the CPU (where the monitor's NaN guard reads its check at once), that
+event is identical on every rank and triggers an extra gather at once, so every rank learns
+which rank's loss went bad and :attr:`DistributedWatcher.should_stop` becomes true on all of
+them at the same step: no rank stops alone, nobody waits forever in a collective. Otherwise
+(an accelerator, whose statistics are read every ``MonitorConfig.sync_every`` steps, or
+gradients averaged by hand) it is noticed at the next regular gather.
 
 Every rank must call ``step`` the same number of times and ``report`` (or :meth:`finish`) at
 the end, as with any collective. With NCCL, set the rank's CUDA device first (as DDP needs).
@@ -377,7 +379,11 @@ class DistributedWatcher(Watcher):
         n = self.monitor.steps_recorded()
         new_event = self._grad_events > self._grad_events_seen
         self._grad_events_seen = self._grad_events
-        urgent = new_event and self.grads_synced and not self._emergency_done
+        # only where every rank reads its gradient check at once (the CPU); on an accelerator
+        # the monitor reads it with its buffered statistics, at moments that can differ by
+        # rank, and the next regular gather (a step count, the same everywhere) tells instead
+        urgent = (new_event and self.grads_synced and not self._emergency_done
+                  and self.monitor.device.type == "cpu")
         if urgent or n - self._last_gather_step >= self.gather_every:
             self._emergency_done = self._emergency_done or urgent
             found += self._gather_and_decide(final=False)
