@@ -53,6 +53,12 @@ PROBLEMS: dict[str, str] = {
     "params-not-updating": "Some trainable parameters never move during training steps",
     "eval-mode-training": "Training steps run with the model in eval mode",
     "dropout-before-batchnorm": "Dropout feeds a batch-norm layer",
+    "dropout-rate-high": "Dropout rates of 0.5+ in several layers: keep probabilities passed as p?",
+    "output-activation": "The model's last activation does not fit the loss (ReLU/sigmoid on logits or targets)",
+    "unregistered-parameters": "Parameters the forward uses are not registered (Python list/dict, made in forward)",
+    "params-not-in-optimizer": "Parameters the loss depends on are held by no optimizer that steps",
+    "optimizer-rebuilt-each-step": "A new optimizer is built every step: its state is thrown away",
+    "channel-order": "Channels-last (N, H, W, C) images reach a channels-first Conv2d",
     # overfit
     "lr-suggestion": "Advice: the learning rate the range test suggests, its range and confidence",
     "warmup-advised": "Advice: learning-rate warmup would help this run",
