@@ -56,7 +56,7 @@ def test_on_the_meta_device_the_hot_path_never_touches_the_host() -> None:
         mon.record_loss(loss)  # a device tensor: kept on the device until the flush
     assert mon._rec.coverage == {"steps": 40, "nonfinite_guard": 40, "grad_norms": 40,
                                  "update_ratios": 8, "activations": 8}
-    made = [mon._buf, mon._owner_t, mon._sample_owner_t, mon._kept_t, *mon._sample_idx,
+    made = [*mon._rows, *[c for _, c in mon._cleared_dev], mon._owner_t, mon._sample_owner_t, mon._kept_t, *mon._sample_idx,
             *[t for _, _, t in mon._pending_stats], *[v for _, v, _ in mon._pending_loss],
             *[m for w in mon._dead_masks.values() for m in w]]
     assert made and all(t.device.type == "meta" for t in made)  # type: ignore[union-attr]
@@ -66,8 +66,8 @@ def test_on_the_meta_device_the_hot_path_never_touches_the_host() -> None:
         h.remove()
 
 
-def run_loop(guard_sync: str, *, bad_at: int | None = None, steps: int = 30
-             ) -> tuple[Monitor, list[str]]:
+def run_loop(guard_sync: str, *, bad_at: int | None = None, steps: int = 30,
+             zero: str = "none") -> tuple[Monitor, list[str]]:
     torch.manual_seed(0)
     Xn, yn = blobs(n=256)
     X, y = torch.from_numpy(Xn), torch.from_numpy(yn)
@@ -78,7 +78,8 @@ def run_loop(guard_sync: str, *, bad_at: int | None = None, steps: int = 30
     mon.attach(model, opt)
     stops = []
     for i in range(steps):
-        opt.zero_grad()
+        if zero != "never":
+            opt.zero_grad(set_to_none=zero == "none")
         loss = nn.functional.cross_entropy(model(X[i * 8:i * 8 + 8]), y[i * 8:i * 8 + 8])
         loss.backward()
         opt.step()
@@ -98,6 +99,14 @@ def test_the_deferred_path_records_what_the_cpu_path_records() -> None:
     assert a.grad.values == b.grad.values and a.grad_total == b.grad_total
     assert a.update.values == b.update.values and a.dead.values == b.dead.values
     assert a.grad_cleared == b.grad_cleared == [1] * 30
+
+
+@pytest.mark.parametrize("zero, cleared", [("zeros", [1] * 30), ("never", [1] + [0] * 29)])
+def test_the_deferred_path_reads_cleared_gradients_like_the_cpu_path(zero: str, cleared: list[int]
+                                                                     ) -> None:
+    for mode in ("auto", "deferred"):
+        mon, _ = run_loop(mode, zero=zero)
+        assert mon.recording.grad_cleared == cleared, mode
 
 
 def test_a_deferred_guard_names_the_exact_first_bad_step() -> None:

@@ -211,15 +211,15 @@ class Monitor(Callback):
         self._stop_reason: str | None = None
         # per-step statistics on the device: one row per optimizer step, columns = the
         # per-tensor gradient norms, then the cleared-arrival count of the gradient probe
-        self._buf: torch.Tensor | None = None
-        self._row = 0
+        self._rows: list[torch.Tensor] = []  # per step: the norms of the tensors with a grad
+        self._cleared_dev: list[tuple[int, torch.Tensor]] = []  # (row, cleared?) on the device
+        self._empty = torch.zeros(0)
         self._row_steps: list[int] = []
         self._row_arrivals: list[int] = []
         self._row_cleared_host: list[int] = []
         self._row_present: list[tuple[int, ...] | None] = []
         self._arrivals = 0
         self._cleared_host = 0
-        self._index_cache: dict[tuple[int, ...], torch.Tensor] = {}
         self._stale_steps = 0
         # losses (and the scaler's scale) recorded since the last flush
         self._pending_loss: list[tuple[int, float | torch.Tensor, float]] = []
@@ -268,9 +268,7 @@ class Monitor(Callback):
         self._immediate = mode == "every-step" or (mode == "auto" and self.device.type == "cpu")
         self._onehot = np.zeros((len(params), max(len(rec.layers), 1)))
         self._onehot[np.arange(len(params)), np.minimum(self._owner, len(rec.layers) - 1)] = 1.0
-        self._buf = torch.zeros(max(1, self.config.sync_every), len(params) + 1,
-                                dtype=torch.float32, device=self.device)
-        self._index_cache.clear()
+        self._empty = torch.zeros(0, device=self.device)
         self._owner_t = torch.as_tensor(self._owner, device=self.device)
         # re-attaching to the same model keeps the sampled coordinates
         if not same or not self._sample_idx or self._sample_owner_t.device != self.device:
@@ -381,7 +379,7 @@ class Monitor(Callback):
         if self._act_modules and rec.optimizer_steps % (
                 self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
-        if self._row >= len(self._buf if self._buf is not None else ()):
+        if len(self._rows) >= self.config.sync_every:
             self._flush_grads()
         self._spend(time.perf_counter() - t0)
 
@@ -428,85 +426,87 @@ class Monitor(Callback):
     def _make_arrival_hook(self, probe: nn.Parameter) -> Callable[[torch.Tensor], None]:
         def hook(grad: torch.Tensor) -> None:
             # runs before autograd adds ``grad`` into ``probe.grad``: what is there now is
-            # what the previous steps left (None / zeros when the loop cleared it)
+            # what the previous steps left (None / zeros when the loop cleared it). The
+            # default zero_grad(set_to_none=True) costs nothing here; a tensor left in place
+            # costs one reduction (read at once on the CPU, queued on an accelerator).
             self._arrivals += 1
             old = probe.grad
             if old is None:
                 self._cleared_host += 1
-            elif self._buf is not None:
-                if self._row >= len(self._buf):
-                    self._flush_grads()
-                with torch.no_grad():
-                    cell = self._buf[self._row, -1]
-                    cell.add_(torch.logical_not(old.any()).to(cell.dtype))
+                return
+            with torch.no_grad():
+                if self._immediate:
+                    self._cleared_host += not bool(old.any())
+                else:
+                    self._cleared_dev.append((len(self._rows), torch.logical_not(old.any())))
         return hook
 
     def _measure_grads(self, step: int) -> None:
-        """The hot path (every step): one fused norm into the device buffer; on the CPU the
-        finite check is read at once (there is no device to stall)."""
-        buf = self._buf
-        if buf is None or not self._params:
+        """The hot path (every step): one fused norm, kept on the device until the flush; on
+        the CPU the finite check is read at once (there is no device to stall)."""
+        if not self._params:
             return
-        if self._row >= len(buf):
+        if len(self._rows) >= self.config.sync_every:
             self._flush_grads()
         grads = [p.grad for p in self._params]
         present = [i for i, g in enumerate(grads) if g is not None]
-        row = buf[self._row]
         self._row_steps.append(step)
         self._row_arrivals.append(self._arrivals)
         self._row_cleared_host.append(self._cleared_host)
         self._row_present.append(None if len(present) == len(grads) else tuple(present))
         self._arrivals = self._cleared_host = 0
-        self._row += 1
         if not present:
-            row[:-1].fill_(math.nan)
+            self._rows.append(self._empty)
             return
-        with torch.no_grad():
-            if len(present) == len(grads):
-                norms = _norm_vector(grads)  # type: ignore[arg-type]
-                row[:-1].copy_(norms)
-            else:
-                norms = _norm_vector([grads[i] for i in present])  # type: ignore[misc]
-                row[:-1].fill_(math.nan)
-                key = tuple(present)
-                idx = self._index_cache.get(key)
-                if idx is None:
-                    idx = self._index_cache[key] = torch.tensor(present, device=buf.device)
-                row[:-1].index_copy_(0, idx, norms.to(row.dtype))
-            cov = self._rec.coverage
-            cov["nonfinite_guard"] += 1
-            cov["grad_norms"] += 1
-            if self._immediate and not bool(torch.isfinite(norms.sum())):
-                values = row[:-1].cpu().numpy()
-                bad = sorted({int(self._owner[i]) for i in present
-                              if not math.isfinite(float(values[i]))})
-                self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
+        norms = _norm_vector(grads if len(present) == len(grads)  # type: ignore[arg-type]
+                             else [grads[i] for i in present])
+        self._rows.append(norms)
+        cov = self._rec.coverage
+        cov["nonfinite_guard"] += 1
+        cov["grad_norms"] += 1
+        if self._immediate and not math.isfinite(float(norms.sum())):
+            values = norms.cpu().tolist()
+            bad = sorted({int(self._owner[i]) for i, v in zip(present, values, strict=True)
+                          if not math.isfinite(v)})
+            self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
 
     def _flush_grads(self) -> None:
-        """Copy the buffered rows to the host in one transfer and append them to the series."""
-        n, buf = self._row, self._buf
-        if n == 0 or buf is None:
+        """Copy the queued rows to the host in one transfer and append them to the series."""
+        rows, cleared_dev = self._rows, self._cleared_dev
+        if not rows:
             return
-        data = buf[:n].to("cpu", torch.float64).numpy().copy()
-        buf[:n, -1].zero_()
-        steps, arrivals = self._row_steps, self._row_arrivals
-        cleared_host, present = self._row_cleared_host, self._row_present
-        self._row, self._row_steps, self._row_arrivals = 0, [], []
-        self._row_cleared_host, self._row_present = [], []
-        rec, cfg = self._rec, self.config
-        norms = data[:, :-1]
-        missing = np.zeros(norms.shape, dtype=bool)  # tensors without a gradient (not NaN ones)
-        for i, idx in enumerate(present):
-            if idx is not None:
+        n = len(rows)
+        # arrivals after the last closed row belong to the next one: keep them for it
+        self._rows = []
+        self._cleared_dev = [(r - n, c) for r, c in cleared_dev if r >= n]
+        cleared_dev = [(r, c) for r, c in cleared_dev if r < n]
+        parts = rows + [c.reshape(1).float() for _, c in cleared_dev]
+        flat = torch.cat([t.to(parts[0].device) for t in parts]).to("cpu", torch.float64).numpy()
+        p = len(self._params)
+        norms = np.full((n, p), np.nan)
+        missing = np.zeros((n, p), dtype=bool)  # tensors without a gradient (not NaN ones)
+        pos = 0
+        for i, idx in enumerate(self._row_present):
+            width = p if idx is None else len(idx)
+            if idx is None:
+                norms[i] = flat[pos:pos + width]
+            else:
                 missing[i] = True
                 missing[i, list(idx)] = False
+                norms[i, list(idx)] = flat[pos:pos + width]
+            pos += width
+        cleared = list(self._row_cleared_host)
+        for (row, _), v in zip(cleared_dev, flat[pos:], strict=True):
+            cleared[row] += int(v)
+        steps, arrivals = self._row_steps, self._row_arrivals
+        self._row_steps, self._row_arrivals = [], []
+        self._row_cleared_host, self._row_present = [], []
+        rec, cfg = self._rec, self.config
         sq = np.where(missing, 0.0, np.square(norms))
-        layer_sq = sq @ self._onehot
-        seen = (~missing).astype(float) @ self._onehot
-        layer = np.where(seen > 0, np.sqrt(layer_sq), np.nan)
+        layer = np.where((~missing).astype(float) @ self._onehot > 0,
+                         np.sqrt(sq @ self._onehot), np.nan)
         total = np.sqrt(sq.sum(axis=1))
         rec.grad_arrivals.extend(arrivals)
-        cleared = [int(h + d) for h, d in zip(cleared_host, data[:, -1], strict=True)]
         rec.grad_cleared.extend(cleared)
         self._stale_steps += sum(1 for a, c in zip(arrivals, cleared, strict=True) if a and not c)
         for i, step in enumerate(steps):
