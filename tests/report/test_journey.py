@@ -91,3 +91,12 @@ def test_wiring_quiet_when_tuning_helped_on_test_too() -> None:
     ctx.state.update(_state((0.95, 0.95), (0.99, 0.97)))
     res = run_check(ctx, Journey)
     assert res.status == "passed" and not res.findings
+
+
+def test_importances_from_few_trials_carry_a_caveat() -> None:
+    from nnrecipe.api import run
+
+    res = run(classification_experiment(epochs=2), ["tune"], options={"tune_trials": 4})
+    (f,) = [f for f in res.findings if f.code == "tuning-advice"]
+    assert f.evidence["importances"]  # 4 complete trials over 3 parameters
+    assert f.evidence["importances_rough"] and "rough: fANOVA from only 4" in f.message

@@ -68,6 +68,11 @@ PRUNER_STARTUP = 3  # complete trials before anything is pruned
 # where the user's own settings finish at 0.073.
 PRUNE_PERCENTILE = 75.0
 EDGE = 0.05  # a best value within 5% (in log space) of a range's end is "at the edge"
+# fANOVA fits a random forest from the parameters to the objective; below ~10 complete trials
+# per searched parameter (the usual rule of thumb for a regression's observations per
+# predictor: reasoning) its ranking rests on a handful of points and more trials may reorder
+# it, so the advice says so.
+IMPORTANCE_TRIALS_PER_PARAM = 10
 OFF_AT_BOTTOM = ("decay", "dropout")
 # What counts towards --trials: a failed trial (an error, or Ctrl-C) is retried on resume.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -541,11 +546,16 @@ class HyperparameterSearch(Check):
                          + " (widen the range)")
         if importances:
             top = max(importances, key=importances.get)  # type: ignore[arg-type]
-            parts.append(f"most important: {top} ({importances[top]:.0%})")
+            rough = len(complete) < IMPORTANCE_TRIALS_PER_PARAM * len(importances)
+            parts.append(f"most important: {top} ({importances[top]:.0%}"
+                         + (f"; rough: fANOVA from only {len(complete)} complete trials for "
+                            f"{len(importances)} parameters, more trials may reorder it)"
+                            if rough else ")"))
         return self.finding("; ".join(parts), {
             "best_trial": best.number, "best_params": dict(best.params), "best_value": best.value,
             "counts": counts, "at_edge": edges, "importances": importances,
-            "metric": key})
+            "importances_rough": bool(importances) and len(complete)
+            < IMPORTANCE_TRIALS_PER_PARAM * len(importances), "metric": key})
 
 
 def _fmt(v: Any) -> str:
