@@ -279,4 +279,6 @@ def test_lightning_ddp_one_report_and_a_clean_stop(tmp_path: Path) -> None:
     assert n0["global_step"] == n1["global_step"] == 13  # both stopped at the NaN's step
     f = _only(n0["findings"], "loss-nonfinite")
     assert f["evidence"]["first_rank"] == 1 and f["message"].startswith("rank 1 saw it first")
-    assert [g["code"] for g in n0["live"]] == ["loss-nonfinite"] and n1["live"] == []
+    # live on rank 0 only (an info such as val-below-train after epoch 1 may come with it)
+    assert [g["code"] for g in n0["live"] if g["severity"] != "info"] == ["loss-nonfinite"]
+    assert n1["live"] == []
