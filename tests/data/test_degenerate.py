@@ -213,3 +213,24 @@ def test_an_uncompressed_npz_is_memory_mapped_and_audited(tmp_path: Path) -> Non
     assert all(f["severity"] == "info" for f in findings)
     np.savez_compressed(tmp_path / "c.npz", X=X, y=y)
     assert not isinstance(read_npz(tmp_path / "c.npz")["X"], np.memmap)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_float32_inputs_are_read_in_place_and_never_written() -> None:
+    from nnrecipe.core.context import Context
+    from nnrecipe.data.view import build_view
+
+    X, y = blobs(n=300)
+    X[[3, 40]] = np.nan  # unusable rows: the view must zero its own copy, not the user's
+    before = X.copy()
+    Xt = torch.from_numpy(X)
+    ctx = Context(experiment((Xt, y)))
+    view = build_view(ctx)
+    assert np.array_equal(X, before, equal_nan=True)  # the user's array is untouched
+    assert not np.shares_memory(view.train.X, X) and (view.train.X[3] == 0).all()
+    clean = Xt[~torch.isnan(Xt).any(1)].contiguous()
+    view = build_view(Context(experiment((clean, y[:len(clean)]))))
+    assert np.shares_memory(view.train.X, clean.numpy())  # no copy of clean float32 data
+    assert not view.train.X.flags.writeable and clean.numpy().flags.writeable

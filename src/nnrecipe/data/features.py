@@ -53,11 +53,11 @@ class ConstantFeatures(DataCheck):
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
         tr = view.train
-        X = tr.X[tr.ok]
         if view.kind == IMAGE:
-            return self._images(ctx, view, X)
-        const = np.flatnonzero(column_stats(tr.X, tr.good).constant)
-        d = X.shape[1]
+            return self._images(ctx, view)
+        st = column_stats(tr.X, tr.good)  # chunked: no copy of the training matrix
+        const = np.flatnonzero(st.constant)
+        d = tr.X.shape[1]
         ctx.record("constant_features", len(const))
         ctx.record("features", d)
         sev = constant_verdict(len(const), d, int(tr.ok.sum()))
@@ -66,9 +66,10 @@ class ConstantFeatures(DataCheck):
         others = [column_stats(s.X[:, const], s.good) for n, s in view.splits.items()
                   if n != "train" and s.ok.any()]
         varies = [view.feature_names[j] for i, j in enumerate(const)
-                  if any(not o.constant[i] or not np.isclose(o.mean[i], X[0, j], rtol=1e-6, atol=0)
+                  if any(not o.constant[i] or not np.isclose(o.mean[i], st.lo[j], rtol=1e-6,
+                                                              atol=0)
                          for o in others)]
-        rows = [[view.feature_names[j], float(X[0, j]),
+        rows = [[view.feature_names[j], float(st.lo[j]),
                  "yes" if view.feature_names[j] in varies else "no"] for j in const]
         ctx.add_table("Constant features (train)", ["feature", "value", "varies in val/test"], rows)
         names = [view.feature_names[j] for j in const]
@@ -81,12 +82,12 @@ class ConstantFeatures(DataCheck):
                     "varies_elsewhere": varies[:MAX_LISTED]}
         return [self.finding(msg, evidence, severity=sev)]
 
-    def _images(self, ctx: Context, view: DataView, X: np.ndarray) -> list[Finding]:
+    def _images(self, ctx: Context, view: DataView) -> list[Finding]:
         """Per-pixel constants are normal (black borders); whole constant channels are not."""
-        c, h, w = image_layout(view.sample_shape, X.shape[1])
-        C = X.reshape(len(X), c, h * w)
+        c, h, w = image_layout(view.sample_shape, view.train.X.shape[1])
         st = column_stats(view.train.X, view.train.good)
-        flat = group_stats(st, c).constant if X.shape[1] == c * h * w else np.zeros(c, bool)
+        ch = group_stats(st, c)
+        flat = ch.constant
         const_pixels = int(st.constant.sum())
         ctx.record("constant_pixels", const_pixels)
         ctx.record("constant_channels", int(flat.sum()))
@@ -98,7 +99,8 @@ class ConstantFeatures(DataCheck):
         chans = [str(i) for i in np.flatnonzero(flat)]
         msg = (f"channel{'s' if len(chans) > 1 else ''} {', '.join(chans)} of the {c} image "
                f"channels {'are' if len(chans) > 1 else 'is'} constant over all "
-               f"{len(X)} training images (value {float(C[0, int(chans[0])][0]):.4g}).")
+               f"{int(view.train.ok.sum())} training images (value "
+               f"{float(ch.lo[int(chans[0])]):.4g}).")
         fix = ("Check the image loading: a constant channel usually means an alpha channel, "
                "a grayscale image stored as RGB with a blank channel, or a channel-order mix-up "
                "(HWC read as CHW). Drop it or load the images in the right mode.")
@@ -164,17 +166,17 @@ class UnscaledFeatures(DataCheck):
     def run(self, ctx: Context) -> list[Finding]:
         view = self.view(ctx)
         tr = view.train
-        X = tr.X[tr.ok]
-        st = column_stats(tr.X, tr.good)
+        cols = column_stats(tr.X, tr.good)  # chunked: no copy of the training matrix
+        st = cols
         if view.kind == IMAGE:
-            c, h, w = image_layout(view.sample_shape, X.shape[1])
-            st = group_stats(st, c)
+            c, h, w = image_layout(view.sample_shape, tr.X.shape[1])
+            st = group_stats(cols, c)
             binary = np.zeros(c, dtype=bool)
             names = [f"channel {i}" for i in range(c)]
-            raw = self._raw_pixels(view, X)
+            raw = self._raw_pixels(view, float(cols.lo.min()), float(cols.hi.max()))
         else:
-            S = X[subsample(np.arange(len(X)), 2000, ctx.seed)]
-            binary = np.array([len(np.unique(S[:, j])) <= 2 for j in range(X.shape[1])])
+            S = tr.X[subsample(tr.good, 2000, ctx.seed)]
+            binary = np.array([len(np.unique(S[:, j])) <= 2 for j in range(tr.X.shape[1])])
             names = view.feature_names
             raw = None
         # a constant column (float rounding included) has no scale to judge: std 0 here
@@ -186,10 +188,10 @@ class UnscaledFeatures(DataCheck):
         ctx.record("large", len(v.large))
         if not v.fires:
             return []
-        self._figure(ctx, names, mean, std, X)
+        self._figure(ctx, names, mean, std)
         flagged = sorted(set(v.large) | set(v.uncentred))
-        rows = [[names[j], float(mean[j]), float(std[j]), float(X[:, j].min()) if view.kind != IMAGE
-                 else "", float(X[:, j].max()) if view.kind != IMAGE else "",
+        rows = [[names[j], float(mean[j]), float(std[j]), float(cols.lo[j]) if view.kind != IMAGE
+                 else "", float(cols.hi[j]) if view.kind != IMAGE else "",
                  ", ".join(t for t, lst in (("large", v.large), ("uncentred", v.uncentred))
                            if j in lst)] for j in flagged[:200]]
         ctx.add_table("Features off the unit scale (train)", ["feature", "mean", "std", "min",
@@ -216,18 +218,17 @@ class UnscaledFeatures(DataCheck):
                     "std": {names[j]: float(std[j]) for j in flagged[:MAX_LISTED]}}
         return [self.finding(msg, evidence)]
 
-    def _raw_pixels(self, view: DataView, X: np.ndarray) -> tuple[float, float] | None:
+    def _raw_pixels(self, view: DataView, lo: float, hi: float) -> tuple[float, float] | None:
         """(min, max) when images hold whole numbers beyond [0, 1] (e.g. 0-255, 0-16)."""
-        S = X[: min(len(X), 500)]
-        lo, hi = float(X.min()), float(X.max())
+        S = view.train.X[view.train.good[:500]]
         sampled = view.raw_inputs("train", view.train.good[:50].tolist())
         R = sampled if sampled is not None else S
         if hi > 1.5 and lo >= 0 and hi <= 255 and np.all(np.round(R) == R):
             return lo, hi
         return None
 
-    def _figure(self, ctx: Context, names: list[str], mean: np.ndarray, std: np.ndarray,
-                X: np.ndarray) -> None:
+    def _figure(self, ctx: Context, names: list[str], mean: np.ndarray, std: np.ndarray
+                ) -> None:
         if not len(mean):
             return
         order = np.argsort(-np.sqrt(mean**2 + std**2), kind="stable")[:40]

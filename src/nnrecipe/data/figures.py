@@ -121,6 +121,21 @@ def class_histogram(view: DataView) -> Figure | None:
     return fig
 
 
+HIST_MAX = 100_000  # values drawn per split and panel (plus the extremes of the rest)
+HIST_TAILS = 100
+
+
+def _hist_values(v: np.ndarray) -> np.ndarray:
+    """At most HIST_MAX values of ``v`` for a histogram: an evenly strided subset, plus the
+    HIST_TAILS smallest and largest, so a handful of extreme values stays visible (drawing
+    1.6M values per panel took seconds each)."""
+    if len(v) <= HIST_MAX:
+        return v
+    lo = np.argpartition(v, HIST_TAILS)[:HIST_TAILS]
+    hi = np.argpartition(v, -HIST_TAILS)[-HIST_TAILS:]
+    return np.concatenate([v[:: len(v) // HIST_MAX + 1], v[lo], v[hi]])
+
+
 def feature_histograms(view: DataView, features: Sequence[int], *, title: str = "",
                        columns: dict[str, np.ndarray] | None = None,
                        names: Sequence[str] | None = None) -> Figure | None:
@@ -142,7 +157,7 @@ def feature_histograms(view: DataView, features: Sequence[int], *, title: str = 
         data = {}
         for name, s in view.splits.items():
             M = columns[name] if columns is not None else s.X
-            v = M[s.ok, j] if M is not None and len(M) == s.n else np.zeros(0)
+            v = _hist_values(M[:, j][s.ok]) if M is not None and len(M) == s.n else np.zeros(0)
             if len(v):
                 data[name] = v
         allv = np.concatenate(list(data.values())) if data else np.zeros(0)

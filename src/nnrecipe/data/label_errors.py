@@ -13,6 +13,7 @@ joint estimates the overall noise rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,8 +80,11 @@ def label_errors_verdict(n_flagged: int, noise_rate: float, mean_confidence: flo
                                        f"{pct(NOISE_WARN)}: a handful, worth a look")
 
 
-def oof_logistic(X: np.ndarray, y: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Out-of-fold class probabilities of a logistic regression (columns 0..k-1)."""
+def oof_logistic(X: Any, y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Out-of-fold class probabilities of a logistic regression (columns 0..k-1). ``X`` is a
+    matrix or a function from row positions to their rows (so that the rows of several splits
+    need not be copied into one matrix)."""
+    rows = X if callable(X) else (lambda idx: X[idx])
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -92,16 +96,18 @@ def oof_logistic(X: np.ndarray, y: np.ndarray, k: int, seed: int) -> np.ndarray:
         splitter = KFold(folds, shuffle=True, random_state=seed)
     rng = np.random.default_rng(seed)
     P = np.full((len(y), k), 1.0 / k)
-    for tr, te in splitter.split(X, y):
+    for tr, te in splitter.split(np.zeros(len(y)), y):
         if len(tr) > FIT_MAX:
             tr = np.sort(rng.choice(tr, FIT_MAX, replace=False))
         classes = np.unique(y[tr])
         if len(classes) < 2:
             continue
         model = LogisticRegression(max_iter=300, C=1.0)
-        model.fit(X[tr], y[tr])
+        model.fit(rows(tr), y[tr])
         P[te] = 1e-6
-        P[np.ix_(te, classes)] = model.predict_proba(X[te])
+        for start in range(0, len(te), 65536):
+            part = te[start:start + 65536]
+            P[np.ix_(part, classes)] = model.predict_proba(rows(part))
     return P / P.sum(1, keepdims=True)
 
 
@@ -154,23 +160,31 @@ class LabelErrors(DataCheck):
         parts = [s for s in view.splits.values() if s.labels is not None and s.ok.any()]
         train_classes = np.unique(view.train.labels[view.train.ok])  # type: ignore[index]
         # Samples of classes never seen in train cannot be judged (class-imbalance reports them)
-        split_of, pos_of, X, y, kn = [], [], [], [], []
+        split_of, pos_of, y, kn = [], [], [], []
         for si, s in enumerate(parts):
             g = s.good[np.isin(s.labels[s.good], train_classes)]  # type: ignore[index]
             split_of.append(np.full(len(g), si))
             pos_of.append(g)
-            X.append(s.rep[g])  # type: ignore[index]
             y.append(s.labels[g])  # type: ignore[index]
             kn.append(self._neighbour_labels(view, s.name, g))
         sid, spos = np.concatenate(split_of), np.concatenate(pos_of)
-        Xa = np.concatenate(X)
+
+        def rows_of(idx: np.ndarray) -> np.ndarray:
+            """The representation of pooled rows ``idx`` (no pooled copy of every split)."""
+            out = np.empty((len(idx), parts[0].rep.shape[1]), np.float32)  # type: ignore[union-attr]
+            for si, s in enumerate(parts):
+                mine = sid[idx] == si
+                if mine.any():
+                    out[mine] = s.rep[spos[idx[mine]]]  # type: ignore[index]
+            return out
+
         lut = np.full(int(max(c.max() for c in y if len(c)) if y else 0) + 2, -1, dtype=np.int64)
         lut[train_classes] = np.arange(len(train_classes))
         ya = lut[np.concatenate(y)]
         k = len(train_classes)
         with ctx.task("label-error baseline (logistic regression + kNN)", None), \
                 one_blas_thread():
-            p_lr = oof_logistic(Xa, ya, k, ctx.seed)
+            p_lr = oof_logistic(rows_of, ya, k, ctx.seed)
             nl = np.concatenate(kn)
             nl = np.where((nl >= 0) & (nl < len(lut)), lut[np.clip(nl, 0, len(lut) - 1)], -1)
             p_knn = knn_vote(nl, k)

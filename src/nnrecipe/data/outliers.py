@@ -46,9 +46,13 @@ def outliers_verdict(max_z: float, max_isolation: float) -> Severity | None:
     return None
 
 
-def robust_center_scale(M: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column: median, IQR/1.349, and whether a robust z-score is meaningful there."""
-    rows = subsample(np.arange(len(M)), 100_000, seed)
+def robust_center_scale(M: np.ndarray, seed: int, rows: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column: median, IQR/1.349, and whether a robust z-score is meaningful there.
+    Quartiles from a seeded subset of at most ~2e7 values (100k rows of a narrow table), so
+    the float64 copies np.percentile makes stay bounded whatever the width."""
+    limit = int(max(2_000, min(100_000, 2e7 // max(1, M.shape[1]))))
+    rows = subsample(np.arange(len(M)) if rows is None else rows, limit, seed)
     S = M[rows]
     med = np.median(S, 0)
     q1, q3 = np.percentile(S, [25, 75], axis=0)
@@ -56,6 +60,20 @@ def robust_center_scale(M: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarra
     distinct = np.array([len(np.unique(S[:2000, j])) for j in range(S.shape[1])])
     usable = (scale > 0) & (distinct >= MIN_DISTINCT)
     return med, np.where(scale > 0, scale, 1.0), usable
+
+
+def _max_robust_z(M: np.ndarray, rows: np.ndarray, cols: np.ndarray, med: np.ndarray,
+                  scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the largest |x - median| / scale over ``cols``, and the column holding it;
+    in float32 blocks of 16k rows (no full copy of the matrix)."""
+    zmax = np.empty(len(rows), np.float32)
+    arg = np.empty(len(rows), np.int64)
+    m32, s32 = med[cols].astype(np.float32), scale[cols].astype(np.float32)
+    for start in range(0, len(rows), 16384):
+        Z = np.abs(M[rows[start:start + 16384]][:, cols] - m32) / s32
+        zmax[start:start + len(Z)] = Z.max(1)
+        arg[start:start + len(Z)] = Z.argmax(1)
+    return zmax, cols[arg]
 
 
 class Outliers(DataCheck):
@@ -81,15 +99,14 @@ class Outliers(DataCheck):
         z_by_split: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         max_z = 0.0
         if M is not None and tr.ok.sum() >= 4:
-            med, scale, usable = robust_center_scale(M["train"][tr.ok], ctx.seed)
+            med, scale, usable = robust_center_scale(M["train"], ctx.seed, tr.good)
             cols = np.flatnonzero(usable)
             ctx.record("features_scored", int(len(cols)))
             for name, sv in view.splits.items():
                 if not len(cols) or not sv.ok.any():
                     continue
-                Z = np.abs(M[name][sv.good][:, cols] - med[cols]) / scale[cols]
-                z_by_split[name] = (Z.max(1), cols[Z.argmax(1)])
-                max_z = max(max_z, float(Z.max()))
+                z_by_split[name] = _max_robust_z(M[name], sv.good, cols, med, scale)
+                max_z = max(max_z, float(z_by_split[name][0].max()))
         ctx.record("max_robust_z", max_z)
         sev = outliers_verdict(max_z, max((float(v.max()) for v in iso.values() if len(v)),
                                           default=0.0))

@@ -163,7 +163,7 @@ class DataView:
         from nnrecipe.data.base import one_blas_thread
 
         with one_blas_thread():
-            dist, pos = neighbors.self_knn(s.rep[good], k, index=index)  # type: ignore[index]
+            dist, pos = neighbors.self_knn(_good_rows(s), k, index=index)
         pos = np.where(pos >= 0, good[np.clip(pos, 0, None)], -1)
         self._knn[(split, k)] = (dist, pos)
         return dist, pos
@@ -181,7 +181,7 @@ class DataView:
         from nnrecipe.data.base import one_blas_thread
 
         with one_blas_thread():
-            dist, pos = neighbors.query_knn(rs.rep[rs.good], qs.rep[qs.good], k,  # type: ignore[index]
+            dist, pos = neighbors.query_knn(_good_rows(rs), _good_rows(qs), k,
                                             index=self._index(ref))
         pos = np.where(pos >= 0, rs.good[np.clip(pos, 0, None)], -1)
         self._cross[(split, ref, k)] = (dist, pos)
@@ -197,8 +197,14 @@ class DataView:
 
         if split not in self._indexes:
             s = self.splits[split]
-            self._indexes[split] = neighbors.build_index(s.rep[s.good])  # type: ignore[index]
+            self._indexes[split] = neighbors.build_index(_good_rows(s))
         return self._indexes[split]
+
+
+def _good_rows(s: SplitView) -> np.ndarray:
+    """The representation of the usable rows: ``rep`` itself (no copy) when all are usable."""
+    assert s.rep is not None
+    return s.rep if s.ok.all() else s.rep[s.good]
 
 
 # ---------------------------------------------------------------- public entry
@@ -283,14 +289,22 @@ def _load_split(name: str, ds: Any, max_samples: int, rng: np.random.Generator,
 def _load_tensors(name: str, X: torch.Tensor, y: torch.Tensor
                   ) -> tuple[SplitView, tuple[int, ...]]:
     """In-memory (X, y): vectorised in chunks, no per-sample loop. The user's tensors are
-    only read (every row is copied)."""
+    only read: a float32 CPU tensor that needs no downsampling is used in place, through a
+    read-only view (no copy: peak memory stays a small multiple of the data); anything else is
+    converted chunk by chunk into a new array."""
     n = len(X)
     shape = tuple(X.shape[1:])
     chw = _as_chw(np.zeros(shape, dtype=np.uint8)) if len(shape) >= 2 else None
     shrink = chw is not None and (chw.shape[1] > MAX_SIDE or chw.shape[2] > MAX_SIDE)
     width = int(np.prod(shape)) if not shrink else int(
         chw.shape[0] * min(chw.shape[1], MAX_SIDE) * min(chw.shape[2], MAX_SIDE))  # type: ignore[union-attr]
-    Xout = np.empty((n, width), dtype=np.float32)
+    in_place = (not shrink and X.dtype == torch.float32 and X.device.type == "cpu"
+                and X.is_contiguous() and not X.requires_grad)
+    if in_place:
+        Xout = X.detach().numpy().reshape(n, width).view()
+        Xout.flags.writeable = False  # this view only: the user's array stays as it was
+    else:
+        Xout = np.empty((n, width), dtype=np.float32)
     finite = np.empty(n, dtype=bool)
     hashes = np.empty(n, dtype=np.uint64)
     step = max(1, min(65536, 2**26 // max(1, int(np.prod(shape)))))
@@ -301,11 +315,13 @@ def _load_tensors(name: str, X: torch.Tensor, y: torch.Tensor
         if shrink:
             Xout[start:start + len(full)] = np.stack([_downsample_one(r.reshape(shape))
                                                       for r in full])
-        else:
+        elif not in_place:
             Xout[start:start + len(full)] = full
     problems = [Problem(name, int(i), "nonfinite", _nonfinite_reason(
         X[int(i)].detach().cpu().float().reshape(-1).numpy())) for i in np.flatnonzero(~finite)]
-    Xout[~finite] = 0
+    if not finite.all():
+        Xout = _writable(Xout)
+        Xout[~finite] = 0
     hashes[~finite] = 0
     sv = SplitView(name, n, np.arange(n), Xout, finite.copy(), hashes, [], problems)
     sv.Y = y.detach().cpu().numpy()
@@ -390,6 +406,12 @@ def _augments(ds: Any, sv: SplitView, split: str) -> bool:
             if again != sv.hashes[p]:
                 return True
     return False
+
+
+def _writable(X: np.ndarray) -> np.ndarray:
+    """``X`` itself if it is ours to change, else a copy (the user's data is never written;
+    only data with unusable rows pays for the copy)."""
+    return X if X.flags.writeable else X.copy()
 
 
 def _read_item(ds: Any, i: int, split: str
@@ -597,7 +619,9 @@ def _labels(sv: SplitView, task: str) -> None:
         sv.labels = np.where(sv.ok, np.nan_to_num(vals), -1).astype(np.int64)
     else:
         sv.target = np.where(sv.ok, vals, np.nan)
-    sv.X[~sv.ok] = 0
+    if not sv.ok.all():
+        sv.X = _writable(sv.X)
+        sv.X[~sv.ok] = 0
     sv.hashes[~sv.ok] = 0
 
 
