@@ -142,6 +142,15 @@ def digits_dropout_linear_bn(seed: int = 0) -> Experiment:
 
 
 @healthy()
+def digits_deep_sgd_slow_start(seed: int = 0) -> Experiment:
+    """Look-alike: a 4-layer ReLU MLP, SGD 0.01 + momentum 0.9, batch 32: on some seeds the
+    loss sits near its start for a few epochs, then trains to ~95% validation accuracy."""
+    s = data.digits_flat(seed)
+    return _exp("digits-deep-sgd-slow-start", seed, s, lambda: mlp(64, 10, 32, depth=4),
+                nn.CrossEntropyLoss(), _sgd(0.01), batch_size=32, epochs=15)
+
+
+@healthy()
 def digits_mlp_label_smoothing(seed: int = 0) -> Experiment:
     """Digits MLP with label smoothing 0.1 (the loss floor is well above zero), Adam 1e-3."""
     s = data.digits_flat(seed)

@@ -459,7 +459,7 @@ def _metric_finding(mv: MetricVerdict) -> Finding:
     msg = (f"validation accuracy {mv.accuracy:.3f} is impossible with a validation loss of "
            f"{_f(mv.loss_last)}: a likelihood loss that low means at least {mv.bound:.3f} of the "
            f"same samples are right (2 exp(-loss) - 1; slack {METRIC_SLACK:g}); the loss fell from "
-           f"{_f(mv.loss_first)} while the accuracy never rose (+{mv.accuracy_gain:.3f}): the "
+           f"{_f(mv.loss_first)} while the accuracy barely moved ({mv.accuracy_gain:+.3f}): the "
            "accuracy is computed against labels that do not belong to the predictions")
     return ValMetricInconsistent.make_finding(msg, {"accuracy": mv.accuracy, "floor": mv.bound,
                                                     "loss_first": mv.loss_first,

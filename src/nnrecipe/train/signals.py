@@ -77,9 +77,11 @@ def quantiles(values: Sequence[float], qs: Sequence[float] = (0.1, 0.5, 0.9, 0.9
 #
 # A step loss is the mean of b per-sample losses, so its batch-to-batch noise scales as
 # sigma_sample / sqrt(b). The rules below compare changes of the loss with that noise,
-# measured on the run itself: residuals about a centred running median, rescaled to a
-# reference batch size (a last batch of 1 is sqrt(32) times noisier than one of 32 and is
-# judged so), with a robust (median absolute deviation) scale over a trailing window.
+# measured on the run itself from consecutive differences (a slow trend barely moves them,
+# and a running median would pass through the points and hide the noise), each difference
+# standardised by the sizes of its two batches (a last batch of 1 is sqrt(32) times noisier
+# than one of 32 and is judged so), with a robust scale (median absolute value) over a
+# trailing window.
 
 MAD_TO_SIGMA = 1.4826  # sigma of a normal distribution per unit of median absolute deviation
 # A floor under the measured noise, relative to the run's starting loss: float-precision
@@ -101,6 +103,18 @@ def batch_weights(n: int, batch_sizes: Sequence[float] | None) -> tuple[np.ndarr
     return np.where(ok, np.sqrt(np.where(ok, b, ref) / ref), 1.0), ref
 
 
+def standardised_differences(values: Sequence[float], weight: np.ndarray) -> np.ndarray:
+    """``(L_i - L_{i-1}) / sqrt(1/w_i^2 + 1/w_{i-1}^2)``: consecutive differences scaled so
+    that 1.4826 x their median absolute value estimates the noise of a reference-size batch's
+    loss (the difference of two independent batches has the variance of both). Index 0 is
+    NaN."""
+    arr = np.asarray(values, dtype=float)
+    out = np.full(len(arr), np.nan)
+    if len(arr) > 1:
+        out[1:] = np.diff(arr) / np.sqrt(1.0 / weight[1:] ** 2 + 1.0 / weight[:-1] ** 2)
+    return out
+
+
 def centred_median(values: Sequence[float], window: int) -> np.ndarray:
     """Running median centred on each point (shrinking windows at the ends)."""
     arr = np.asarray(values, dtype=float)
@@ -118,11 +132,11 @@ def centred_median(values: Sequence[float], window: int) -> np.ndarray:
 
 @dataclass
 class StepNoise:
-    """The step-loss series split into a level and its noise.
+    """The step-loss series' noise.
 
-    ``level``: centred running median; ``z``: each step's residual from the level in units of
-    the noise of *its own* batch; ``sigma``: the trailing robust noise of a reference-size batch
-    at each step (``sigma[i]`` uses steps before ``i`` only); ``weight``: ``sqrt(b_i / b_ref)``.
+    ``sigma``: the trailing robust noise of a reference-size batch's loss at each step
+    (``sigma[i]`` uses the steps before ``i`` only); ``weight``: ``sqrt(b_i / b_ref)``;
+    ``level``: centred running median.
     """
 
     level: np.ndarray
@@ -138,40 +152,40 @@ class StepNoise:
 
 def step_noise(losses: Sequence[float], batch_sizes: Sequence[float] | None = None
                ) -> StepNoise | None:
-    """Level and noise of a step-loss series (None when it is too short to tell)."""
+    """Noise of a step-loss series (None when it is too short to tell)."""
     arr = np.asarray(losses, dtype=float)
     n = len(arr)
     w = smoothing_window(n)
     if n < 3 * w or not np.all(np.isfinite(arr)):
         return None
     weight, ref = batch_weights(n, batch_sizes)
-    level = centred_median(arr, w)
-    resid = np.abs(arr - level) * weight  # rescaled to the reference batch
+    r = np.abs(standardised_differences(arr, weight))
     span = max(4 * w, 20)  # trailing window for the scale: a few smoothing windows
     scale = np.empty(n)
     for i in range(n):
-        lo = max(0, i - span)
-        past = resid[lo:i] if i - lo >= w else resid[:max(i, w)]
+        past = r[max(1, i - span):i] if i - span >= w else r[1:max(i, 2 * w)]
         scale[i] = MAD_TO_SIGMA * float(np.median(past))
     floor = NOISE_FLOOR_OF_START * abs(float(np.median(arr[:w])))
-    return StepNoise(level, np.maximum(scale, max(floor, 1e-12)), weight, ref, w)
+    return StepNoise(centred_median(arr, w), np.maximum(scale, max(floor, 1e-12)), weight, ref,
+                     w)
 
 
 def epoch_means(losses: Sequence[float], ends: Sequence[int],
                 batch_sizes: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per epoch (``ends``: the cumulative step count at each epoch's end), the mean training
-    loss weighted by batch size, and its standard error from the steps' scatter about the
-    running median (NaN when it cannot be measured). Without batch sizes a last step that may
-    be a partial batch is left out of its epoch's mean (its weight is unknown)."""
+    loss weighted by batch size, and its standard error: the batch noise measured on this and
+    the neighbouring epochs (consecutive differences), times sqrt(b_ref / samples in the
+    epoch); NaN when it cannot be measured. Without batch sizes a last step that may be a
+    partial batch is left out of its epoch's mean (its weight is unknown)."""
     arr = np.asarray(losses, dtype=float)
     known = batch_sizes is not None and len(batch_sizes) >= len(arr)
     b = np.asarray(batch_sizes[:len(arr)], dtype=float) if known else np.ones(len(arr))  # type: ignore[index]
-    w = smoothing_window(len(arr))
-    level = centred_median(arr, w) if len(arr) >= w else arr
+    weight, ref = batch_weights(len(arr), b)
+    r = np.abs(standardised_differences(arr, weight))
+    bounds = list(zip([0, *[int(e) for e in ends[:-1]]], [int(e) for e in ends], strict=True))
     means, ses = [], []
-    start = 0
-    for end in ends:
-        end = min(int(end), len(arr))
+    for k, (start, end) in enumerate(bounds):
+        end = min(end, len(arr))
         idx = np.arange(start, end)
         if not known and len(idx) >= 4:
             idx = idx[:-1]
@@ -179,16 +193,15 @@ def epoch_means(losses: Sequence[float], ends: Sequence[int],
         if len(idx) == 0:
             means.append(math.nan)
             ses.append(math.nan)
-            start = end
             continue
         bw = b[idx]
         means.append(float(np.sum(bw * arr[idx]) / np.sum(bw)))
-        if len(idx) >= 3:
-            # per-sample scale: residual * sqrt(b); the mean of N samples has sigma / sqrt(N)
-            r = (arr[idx] - level[idx]) * np.sqrt(bw)
-            sigma = MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r))))
-            ses.append(sigma / math.sqrt(float(np.sum(bw))))
+        lo, hi = bounds[max(0, k - 1)][0], min(bounds[min(len(bounds) - 1, k + 1)][1], len(arr))
+        near = r[max(lo, 1):hi]
+        near = near[np.isfinite(near)]
+        if len(near) >= 3:
+            sigma = MAD_TO_SIGMA * float(np.median(near))  # a reference batch's noise
+            ses.append(sigma * math.sqrt((ref if known else 1.0) / float(np.sum(bw))))
         else:
             ses.append(math.nan)
-        start = end
     return np.asarray(means), np.asarray(ses)
