@@ -10,7 +10,7 @@ from nnrecipe.data.features import constant_verdict, scale_verdict, shortcut_ver
 from nnrecipe.data.label_errors import label_errors_verdict
 from nnrecipe.data.labels import conflicts_verdict, imbalance_verdict
 from nnrecipe.data.neighbors import near_threshold_factor
-from nnrecipe.data.outliers import outliers_verdict
+from nnrecipe.data.outliers import ISOLATION_FLOOR, isolation_threshold, outliers_verdict
 from nnrecipe.data.shift import ShiftStats, shift_verdict
 
 W, N, E = Severity.WARNING, Severity.INFO, Severity.ERROR
@@ -66,9 +66,18 @@ def test_label_errors_need_a_baseline_that_learnt_something() -> None:
 
 
 def test_outliers() -> None:
-    assert outliers_verdict(25.5, 5.4) == N   # breast cancer
-    assert outliers_verdict(4.5, 2.2) is None  # wine
-    assert outliers_verdict(950.0, 30.0) == W  # a sentinel
+    assert outliers_verdict(25.5, 0) is None  # breast cancer: heavy tails, nothing isolated
+    assert outliers_verdict(4.5, 3) == N      # an isolated set
+    assert outliers_verdict(950.0, 0) == W    # a sentinel
+
+
+def test_isolation_threshold_follows_the_spread_of_healthy_scores() -> None:
+    rng = np.random.default_rng(0)
+    tight = np.exp(rng.normal(0, 0.06, 5000))     # 64-dim Gaussians: IQR of logs ~0.08
+    wide = np.exp(rng.normal(0, 0.35, 5000))      # breast-cancer-like spread
+    assert isolation_threshold(tight) == ISOLATION_FLOOR  # the floor, not 1.6
+    assert isolation_threshold(wide) > 10
+    assert np.isinf(isolation_threshold(tight[:10]))      # too few to say what is typical
 
 
 def test_constant() -> None:
