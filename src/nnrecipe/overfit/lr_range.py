@@ -48,6 +48,12 @@ MAX_EXTENSIONS = 2
 ROBUST_HALF_WIDTH = 0.15
 MAX_REFINEMENTS = 2  # extra runs at the robust choice when it falls between rates tried
 RERUN_TOP = 2  # the best rates re-run with a second seed
+# More seeds for the best rates while the short runs' steps stay within this budget: with the
+# three sweeps (~250 steps) the whole test then costs about 10 plain range tests (100 steps).
+# It only buys seeds when runs are short (a 40-step horizon: up to 4 more each for the two
+# best); 100-step runs use it up on the first pass.
+RUN_STEP_BUDGET = 750
+MAX_EXTRA_SEEDS = 4
 TIE_FRACTION = 1e-3  # of the loss at init: held-out losses closer than this are ties
 # A candidate is "as good as the best" when its held-out loss is within this fraction of the
 # best, or within twice the run-to-run noise measured by re-running the best with another seed.
@@ -437,7 +443,7 @@ class LRSuggestion:
     reasons: list[str]
     edge_lrs: list[float] = field(default_factory=list)  # per sweep
     spread_decades: float = math.nan
-    # rate -> held-out loss (mean of two seeds for the RERUN_TOP best)
+    # rate -> held-out loss (mean over seeds for the RERUN_TOP best)
     tried: dict[float, float] = field(default_factory=dict)
     noise: float = math.nan  # relative run-to-run noise of the held-out loss at the suggestion
     method: str = "sweep"  # "validated" | "sweep"
@@ -620,22 +626,39 @@ def _rerun_top(probe: Probe, tried: dict[float, float], floor: float, seed: int,
                out_of_time: Callable[[], bool], runs: list[ShortRun]
                ) -> tuple[dict[float, float], float]:
     """Re-run the RERUN_TOP best rates with another seed: their loss becomes the mean of the
-    two (one run per rate is noisy: 5-40% apart between seeds on the benchmark tasks), and
-    the differences measure that noise. A rate that diverges on re-run is dropped (NaN) and
-    the noise is infinite. Returns (tried with the means, relative noise or NaN)."""
-    finite = sorted(lr for lr, v in tried.items() if math.isfinite(v))
-    order = np.argsort(robust_scores(tried, finite), kind="stable")
-    combined = dict(tried)
+    seeds (one run per rate is noisy: 5-40% apart between seeds on the benchmark tasks), and
+    the differences measure that noise. While the short runs' step budget allows
+    (``RUN_STEP_BUDGET``, only when the probe says how long its runs are), the best rates get
+    more seeds (short runs are cheap: a 40-step horizon affords five). A rate that diverges on
+    re-run is dropped (NaN) and the noise is infinite. Returns (tried with the means, relative
+    noise or NaN)."""
+    values = {lr: [v] for lr, v in tried.items()}
     diffs: list[float] = []
-    for lr in [finite[i] for i in order[:RERUN_TOP]]:
-        if out_of_time():
+    run_steps = getattr(probe, "run_steps", None)
+
+    def used() -> int:
+        return sum(len(r.train_losses) for r in runs)
+
+    def means() -> dict[float, float]:
+        return {lr: float(np.mean(v)) if all(math.isfinite(x) for x in v) else math.nan
+                for lr, v in values.items()}
+
+    for extra in range(1 + MAX_EXTRA_SEEDS):
+        current = means()
+        finite = sorted(lr for lr, v in current.items() if math.isfinite(v))
+        if not finite:
             break
-        r = probe.short_run(lr, seed)
-        runs.append(r)
-        if math.isfinite(r.val_loss):
-            diffs.append(abs(r.val_loss - tried[lr]) / max(abs(tried[lr]), floor, 1e-12))
-            combined[lr] = (tried[lr] + r.val_loss) / 2
-        else:
-            combined[lr] = math.nan
-            diffs.append(math.inf)
-    return combined, float(np.mean(diffs)) if diffs else math.nan
+        order = np.argsort(robust_scores(current, finite), kind="stable")
+        for lr in [finite[i] for i in order[:RERUN_TOP]]:
+            if out_of_time() or (extra and (not run_steps
+                                            or used() + run_steps > RUN_STEP_BUDGET)):
+                return means(), float(np.mean(diffs)) if diffs else math.nan
+            r = probe.short_run(lr, seed + extra)
+            runs.append(r)
+            if math.isfinite(r.val_loss):
+                base = values[lr][0]
+                diffs.append(abs(r.val_loss - base) / max(abs(base), floor, 1e-12))
+            else:
+                diffs.append(math.inf)
+            values[lr].append(r.val_loss)
+    return means(), float(np.mean(diffs)) if diffs else math.nan
