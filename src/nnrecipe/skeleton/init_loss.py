@@ -59,6 +59,15 @@ def init_loss_verdict(measured: float, expected: float, kind: str) -> InitLossVe
     return InitLossVerdict(False, "", tol)
 
 
+def _chunks(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch bounds over ``n`` samples with no batch of one when ``n`` > 1 (BatchNorm cannot
+    run on one sample in train mode: the last two batches share out their samples)."""
+    bounds = [*range(0, n, max(1, batch_size)), n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        bounds[-2] -= 1
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
 def _loss_kind(loss_fn: object) -> str | None:
     if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss, nn.BCELoss)):
         return "nats"
@@ -91,9 +100,8 @@ class InitLossMismatch(Check):
         model = ctx.fresh_model()
         outputs = []
         with torch.no_grad():  # train mode: the loss the first step sees
-            for start in range(0, len(X), ctx.experiment.batch_size):
-                xb = X[start:start + ctx.experiment.batch_size].to(ctx.device)
-                outputs.append(model(xb).float().cpu())
+            for lo, hi in _chunks(len(X), ctx.experiment.batch_size):
+                outputs.append(model(X[lo:hi].to(ctx.device)).float().cpu())
         out = torch.cat(outputs)
         cpu_loss = on_cpu(loss_fn)
         measured = float(cpu_loss(out, y))

@@ -63,6 +63,13 @@ def input_verdict(real_val: np.ndarray, zero_val: np.ndarray, real_train: list[f
         return InputVerdict(True, "error", "ignored", gain, se)
     r_tail, z_tail = train_loss_tail(real_train), train_loss_tail(zero_train)
     if math.isfinite(r_tail) and math.isfinite(z_tail) and r_tail < z_tail * (1 - TRAIN_MARGIN):
+        # "Memorises without generalising" claims that validation gains clearly less than
+        # training does. A small validation split cannot say so: when the validation gain's
+        # upper bound (gain + z se) reaches the training gain, the short run is merely
+        # underpowered (seen: 64 validation samples, a healthy BatchNorm MLP 50 steps in,
+        # gain 0.048 +- 0.038 nats against a training gain of 0.06): quiet.
+        if gain + z * se >= z_tail - r_tail:
+            return InputVerdict(False, "", "", gain, se)
         return InputVerdict(True, "warning", "no-generalisation", gain, se)
     return InputVerdict(True, "warning", "no-signal", gain, se)
 
