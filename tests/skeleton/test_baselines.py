@@ -103,3 +103,13 @@ def test_init_loss_batches_never_hold_one_sample() -> None:
     assert _chunks(128, 64) == [(0, 64), (64, 128)]
     assert _chunks(1, 64) == [(0, 1)]
     assert _chunks(129, 64)[-1] == (127, 129)
+
+
+def test_nan_losses_are_left_to_loss_nonfinite() -> None:
+    """NaN inputs make every loss of the short run NaN: no comparison means anything, and
+    the NaN has its own finding (loss-nonfinite, corrupt-samples)."""
+    zero = np.random.default_rng(0).uniform(1.0, 1.2, 100)
+    nan = np.full(100, np.nan)
+    assert not input_verdict(nan, zero, [np.nan] * 20, list(np.linspace(1.1, 1.0, 20)),
+                             0.8).fires
+    assert not beaten(nan, zero).beaten  # the comparison itself stays honest

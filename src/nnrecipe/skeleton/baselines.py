@@ -19,6 +19,7 @@ The scores go to ``ctx.state["baselines"]`` for the train stage's underfitting d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,6 +230,11 @@ class BaselineNotBeaten(Check):
             # Only the constant predictor must be beaten by a short run; the linear model is
             # the bar for full training (the train stage reads it from ctx.state).
             if c.beaten or c.name != "majority":
+                continue
+            if not math.isfinite(c.loss_gain):
+                # the short run's losses are NaN/inf (NaN inputs, a rate that diverges): no
+                # comparison means anything; loss-nonfinite and corrupt-samples say why
+                ctx.record("skipped", "the model's loss on the evaluation split is not finite")
                 continue
             base, model = results[c.name], results["model"]
             evidence = {"baseline": c.name, "baseline_scores": base, "model_scores": model,

@@ -56,6 +56,8 @@ def input_verdict(real_val: np.ndarray, zero_val: np.ndarray, real_train: list[f
     trained model's sensitivity to zeroing its input (0: the input never reaches the output).
     """
     gain, se = paired_improvement(real_val, zero_val)
+    if not math.isfinite(gain):  # no finite pair of losses (NaN inputs, a diverged run): the
+        return InputVerdict(False, "", "", gain, se)  # loss-nonfinite finding owns that case
     if gain > 0 and gain > z * se:
         return InputVerdict(False, "", "", gain, se)
     identical = len(real_train) > 0 and list(real_train) == list(zero_train)
