@@ -29,6 +29,10 @@ def test_dropout_rate_verdict() -> None:
     assert not dropout_rate_verdict([("a", 0.5)], 50_000).fires  # one 0.5 layer: common
     assert not dropout_rate_verdict([("a", 0.2), ("b", 0.3)], 50_000).fires
     assert not dropout_rate_verdict([("a", 0.5), ("b", 0.5)], HUGE_PARAMS + 1).fires  # VGG head
+    # p=1 zeroes every unit: fires whatever the model's size (issue 13: I3D's keep_prob=1)
+    v = dropout_rate_verdict([("head", 1.0)], HUGE_PARAMS + 1)
+    assert v.fires and v.drops_all == ["head"]
+    assert dropout_rate_verdict([("a", 0.9)], 50_000).drops_all == []
 
 
 class NHWCConvNet(nn.Module):
@@ -78,6 +82,14 @@ def test_dropout_rate_fires_on_keep_probabilities_with_the_gap() -> None:
     assert [p for _, p in f.evidence["high"]] == [0.8, 0.8]
     # dropping 80% twice: the training-mode output moves by more than the outputs' spread
     assert f.evidence["train_eval_gap"] > 1.0
+
+
+def test_dropout_rate_is_an_error_when_a_layer_drops_every_unit() -> None:
+    # I3D's head ported with nn.Dropout(dropout_keep_prob=1): the logits see zeros in training
+    exp = classification_experiment(model=lambda: nn.Sequential(
+        nn.Linear(10, 64), nn.ReLU(), nn.Dropout(1.0), nn.Linear(64, 3)))
+    (f,), _, _ = zoo.run_checks(exp, "dropout-rate-high")
+    assert f.severity.value == "error" and f.evidence["drops_all"] == ["2"]
 
 
 def test_dropout_rate_quiet_on_ordinary_rates() -> None:

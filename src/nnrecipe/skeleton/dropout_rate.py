@@ -10,13 +10,14 @@ overfitting", not like a bug.
 Rates of 0.5 do exist on purpose (the wide fully connected heads of AlexNet/VGG, 60M+
 weights), so this is an info, raised when several layers of a model of ordinary size drop
 half or more of their units, or one layer drops 80% or more, with the gap it measures
-between the model's training-mode and eval-mode outputs on one batch.
+between the model's training-mode and eval-mode outputs on one batch. A layer with p=1 zeroes
+every unit in training (a keep probability of 1 passed as p): that is an error, at any size.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -31,6 +32,10 @@ KEEP_LIKE_P = 0.8  # one layer at 0.8/0.9: the usual keep probabilities of TF1 p
 # By reasoning: the models that use p = 0.5 on purpose have wide heads (AlexNet 61M,
 # VGG-16 138M weights); below 10M weights several such layers are far more often a port.
 HUGE_PARAMS = 10_000_000
+# By reasoning: nn.Dropout(p=1.0) zeroes every unit in training (no rescaling can undo it), so
+# what follows it sees a constant: never a meant rate, whatever the model's size (I3D ports
+# pass dropout_keep_prob=1 as p). Training is broken: an error, not advice.
+DROPS_ALL_P = 1.0
 GAP_BATCH = 64
 
 
@@ -38,14 +43,16 @@ GAP_BATCH = 64
 class DropoutRateVerdict:
     fires: bool
     high: list[tuple[str, float]]  # (layer, p) at HIGH_P or above
+    drops_all: list[str] = field(default_factory=list)  # layers with p >= DROPS_ALL_P
 
 
 def dropout_rate_verdict(rates: list[tuple[str, float]], n_params: int) -> DropoutRateVerdict:
     """Pure decision from the dropout layers' rates and the model's size."""
     high = [(n, p) for n, p in rates if p >= HIGH_P]
-    fires = n_params < HUGE_PARAMS and (len(high) >= SEVERAL
-                                         or any(p >= KEEP_LIKE_P for _, p in high))
-    return DropoutRateVerdict(fires, high)
+    drops_all = [n for n, p in rates if p >= DROPS_ALL_P]
+    fires = bool(drops_all) or (n_params < HUGE_PARAMS and (
+        len(high) >= SEVERAL or any(p >= KEEP_LIKE_P for _, p in high)))
+    return DropoutRateVerdict(fires, high, drops_all)
 
 
 class DropoutRateHigh(Check):
@@ -80,6 +87,13 @@ class DropoutRateHigh(Check):
         gap_txt = (f"; on one batch the training-mode output differs from the eval-mode output "
                    f"by {gap:.2g}x the spread of the outputs between samples"
                    if math.isfinite(gap) else "")
+        if v.drops_all:
+            return [self.finding(
+                f"dropout layer(s) {fmt_names(v.drops_all, 6)} have p=1: in training they "
+                f"zero every unit, so everything after them sees a constant{gap_txt}. A keep "
+                "probability of 1 passed as p? nn.Dropout's p is the probability of dropping",
+                {"high": [[n, p] for n, p in v.high], "drops_all": v.drops_all,
+                 "parameters": n_params, "train_eval_gap": gap}, severity=Severity.ERROR)]
         return [self.finding(
             f"{len(v.high)} dropout layer(s) drop half or more of their units: "
             f"{fmt_names(names, 6)}, in a model of {n_params:,} weights{gap_txt}. A keep "
