@@ -56,6 +56,26 @@ def test_augmentation_is_info_and_explains_nondeterminism() -> None:
     assert "__getitem__" in by_code["nondeterministic"].message
 
 
+def test_augmented_validation_is_a_warning() -> None:
+    # gpleiss/efficient_densenet_pytorch#51: the training transform reached the validation split
+    X, y = blobs()
+    exp = classification_experiment(train=zoo.NoisyDataset(X[:300], y[:300]),
+                                    val=zoo.NoisyDataset(X[300:], y[300:]))
+    findings, _, _ = zoo.run_checks(exp, "augmentation-active")
+    by_split = {f.evidence["split"]: f for f in findings}
+    assert by_split["train"].severity.value == "info"
+    assert by_split["val"].severity.value == "warning"
+    assert len(by_split["val"].evidence["indices_changed"]) == 8
+
+
+def test_deterministic_validation_beside_augmented_training_stays_info() -> None:
+    X, y = blobs()
+    exp = classification_experiment(train=zoo.NoisyDataset(X[:300], y[:300]),
+                                    val=zoo.PlainDataset(X[300:], y[300:]))
+    findings, _, _ = zoo.run_checks(exp, "augmentation-active")
+    assert [(f.evidence["split"], f.severity.value) for f in findings] == [("train", "info")]
+
+
 def test_no_augmentation_is_quiet() -> None:
     X, y = blobs()
     exp = classification_experiment(train=zoo.PlainDataset(X[:300], y[:300]))
