@@ -39,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -55,10 +56,13 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.fit import fit
 from nnrecipe.core.training import infinite_batches
 from nnrecipe.examples.digits import DigitsCNN, digits_splits
-from nnrecipe.overfit.lr_range import find_lr, run_sweep
+from nnrecipe.overfit.lr_range import LRSuggestion, ShortRun, carry_to_horizon, find_lr, run_sweep
 from nnrecipe.overfit.probes import ContextProbe
 
-GRID = [10 ** (-4.5 + k / 4) for k in range(19)]  # 3.2e-5 .. 1, quarter decades
+# 1e-4 .. 0.32, half decades: the best constant Adam rate of these tasks lies between 2e-4 (20
+# epochs) and 2e-2 (3 epochs); the ends are there to bracket it.
+GRID = [10 ** (-4 + k / 2) for k in range(8)]
+REFINE = 0.25  # decades: the neighbours of the best added to the grid
 
 
 # ------------------------------------------------------------------------------ tasks
@@ -201,33 +205,57 @@ def reference_sweep(ctx: Context) -> tuple[list[float], list[float]]:
 
 # --------------------------------------------------------------------------- measuring
 CACHE: dict[str, list[float]] = {}
-MAX_EPOCHS = 20  # the longest horizon: every rate is trained this long once
 
 
 def curve(exp: Experiment, lr: float, seed: int, epochs: int) -> list[float]:
-    """Validation loss after each epoch of a constant-rate Adam run (inf once non-finite)."""
-    key = f"{exp.name}|{lr:.6g}|{seed}|{epochs}"
-    if key not in CACHE:
-        ctx = Context(exp, seed=100 + seed)
-        model = ctx.fresh_model(seed=100 + seed)
-        h = fit(ctx, model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
-                epochs=epochs, restore_best=False, description=f"lr={lr:.2g}")
-        vals = [e.val.get("loss", math.inf) if e.val else math.inf for e in h.epochs]
-        vals = [v if math.isfinite(v) else math.inf for v in vals]
-        CACHE[key] = vals + [math.inf] * (epochs - len(vals))
+    """Validation loss after each of (at least) ``epochs`` epochs of a constant-rate Adam run
+    (inf once non-finite). Constant-rate runs are prefixes of each other, so the cache keeps
+    the longest curve per (task, rate, seed) and a shorter horizon reads its head."""
+    key = f"{exp.name}|{lr:.6g}|{seed}"
+    have = CACHE.get(key)
+    if have is not None and (len(have) >= epochs or math.inf in have):
+        return have + [math.inf] * (epochs - len(have))
+    ctx = Context(exp, seed=100 + seed)
+    model = ctx.fresh_model(seed=100 + seed)
+    h = fit(ctx, model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
+            epochs=epochs, restore_best=False, description=f"lr={lr:.2g}")
+    vals = [e.val.get("loss", math.inf) if e.val else math.inf for e in h.epochs]
+    vals = [v if math.isfinite(v) else math.inf for v in vals]
+    CACHE[key] = vals + [math.inf] * (epochs - len(vals))
     return CACHE[key]
 
 
 SCORING = "final"  # or "best" (set by --score)
 
 
-def score(exp: Experiment, lr: float, seeds: int, horizon: int, longest: int) -> float:
+def score(exp: Experiment, lr: float, seeds: int, horizon: int) -> float:
     """Mean over training seeds of the validation loss at the end of ``horizon`` epochs (the
     model a constant-rate run of that length ends with), or with ``--score best`` the best
     within them (what a trainer that restores the best epoch keeps)."""
     if SCORING == "best":
-        return float(np.mean([min(curve(exp, lr, s, longest)[:horizon]) for s in range(seeds)]))
-    return float(np.mean([curve(exp, lr, s, longest)[horizon - 1] for s in range(seeds)]))
+        return float(np.mean([min(curve(exp, lr, s, horizon)[:horizon]) for s in range(seeds)]))
+    return float(np.mean([curve(exp, lr, s, horizon)[horizon - 1] for s in range(seeds)]))
+
+
+def grid_search(exp: Experiment, seeds: int, horizons: list[int]) -> dict[int, dict[float, float]]:
+    """The grid at each horizon: every rate of GRID (half decades) trained for the longest
+    horizon, then quarter-decade neighbours of each horizon's best, trained for that horizon
+    only (fewer runs than a full quarter-decade grid, the same resolution near the optimum)."""
+    longest = max(horizons)
+    for lr in GRID:
+        for s in range(seeds):
+            curve(exp, lr, s, longest)
+    out = {}
+    for h in horizons:
+        grid = {lr: score(exp, lr, seeds, h) for lr in GRID}
+        for _ in range(2):  # refine while the best is a refinement point
+            best = min(grid, key=grid.__getitem__)
+            for lr in (best * 10 ** -REFINE, best * 10 ** REFINE):
+                key = float(f"{lr:.6g}")
+                if all(abs(math.log10(key / g)) > 0.01 for g in grid):
+                    grid[key] = score(exp, key, seeds, h)
+        out[h] = grid
+    return out
 
 
 @dataclass
@@ -241,31 +269,43 @@ class HorizonResult:
     ratios: dict[str, list[float]]
     noise_floor: float  # ratio at the grid's best rate nudged by 2%
     finder_steps: dict[str, list[int]]  # training steps each finder took
+    finder_seconds: dict[str, list[float]]  # wall time of each finder run
+    grid: dict[float, float]  # rate -> score at this horizon
+    finds: list[dict]  # what nnrecipe's find_lr measured (for replaying rules)
 
 
 METHODS = ("nnrecipe", "short", "steepest", "valley", "min/10")
 
 
-def grid_only(name: str, seeds: int, longest: int, cache: str | None) -> float:
-    """Train (and cache) the grid's curves only: the expensive part, reused by later runs."""
-    torch.set_num_threads(1)
-    if cache and os.path.exists(cache):
-        with open(cache) as fh:
-            CACHE.update(json.load(fh))
-    t0 = time.perf_counter()
-    exp = TASKS[name]()
-    for lr in GRID:
-        for s in range(seeds):
-            curve(exp, lr, s, longest)
-    if cache:
-        with open(f"{cache}.{name}", "w") as fh:
-            json.dump(CACHE, fh)
-    return time.perf_counter() - t0
+def _find_record(found: LRSuggestion) -> dict:
+    """What a horizon rule may read from one find_lr run (JSON-able)."""
+    state = found.to_state()
+    state["runs"] = [{"lr": r.lr, "seed": r.seed, "val_loss": r.val_loss,
+                      "steps": len(r.train_losses), "checkpoints": r.checkpoints}
+                     for r in found.runs]
+    state["sweep_steps"] = [len(s.losses) for s in found.sweeps]
+    return state
+
+
+def interpolated(grid: dict[float, float], lr: float) -> float:
+    """A rate's score read off the grid (linear in log-rate between its neighbours, the end
+    value beyond it; inf next to a rate that diverged): a pick is never scored better than
+    the grid's best, and the chord over a convex curve is slightly pessimistic, the same for
+    every method scored this way."""
+    xs = sorted(grid)
+    ys = [grid[x] for x in xs]
+    if lr <= xs[0] or lr >= xs[-1]:
+        return ys[0] if lr <= xs[0] else ys[-1]
+    j = next(i for i, x in enumerate(xs) if x >= lr)
+    if not (math.isfinite(ys[j - 1]) and math.isfinite(ys[j])):
+        return math.inf
+    t = (math.log(lr) - math.log(xs[j - 1])) / (math.log(xs[j]) - math.log(xs[j - 1]))
+    return ys[j - 1] + t * (ys[j] - ys[j - 1])
 
 
 def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
-             cache: str | None = None, scoring: str = "final"
-             ) -> tuple[list[HorizonResult], float]:
+             cache: str | None = None, scoring: str = "final",
+             trained: tuple[str, ...] = METHODS) -> tuple[list[HorizonResult], float]:
     global SCORING
     SCORING = scoring
     torch.set_num_threads(1)
@@ -274,46 +314,123 @@ def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
             CACHE.update(json.load(fh))
     t0 = time.perf_counter()
     base = TASKS[name]()
-    longest = max(horizons)
+    grids = grid_search(base, seeds, horizons)
+    _log(f"{name}: grid done in {time.perf_counter() - t0:.0f} s")
+    if cache:  # the expensive part, kept even if the finders fail
+        with open(f"{cache}.{name}", "w") as fh:
+            json.dump(CACHE, fh)
     out = []
-    sweeps = {}
+    sweeps, sweep_secs = {}, {}
     for fs in range(finder_seeds):  # the reference rules read one plain sweep per finder seed
+        t1 = time.perf_counter()
         sweeps[fs] = fastai_curve(*reference_sweep(Context(base, seed=fs)))
-    for horizon in horizons:
+        sweep_secs[fs] = time.perf_counter() - t1
+    for horizon in sorted(horizons, reverse=True):  # the longest first: shorter picks reuse it
         exp = dataclasses.replace(base, epochs=horizon)
-        grid = {lr: score(exp, lr, seeds, horizon, longest) for lr in GRID}
+        grid = grids[horizon]
         best_lr = min(grid, key=grid.__getitem__)
         picks: dict[str, list[float]] = {m: [] for m in METHODS}
         steps: dict[str, list[int]] = {m: [] for m in METHODS}
+        secs: dict[str, list[float]] = {m: [] for m in METHODS}
+        finds = []
         for fs in range(finder_seeds):
             ctx = Context(exp, seed=fs)
-            for m, horizon_aware in (("nnrecipe", True), ("short", False)):
-                found = find_lr(ContextProbe(ctx, horizon=horizon_aware), seed=0)
-                picks[m].append(found.suggested)
-                steps[m].append(sum(len(s.losses) for s in found.sweeps)
-                                + sum(len(r.train_losses) for r in found.runs))
+            t1 = time.perf_counter()
+            # one run gives both: the horizon-aware suggestion and the short runs' own best
+            found = find_lr(ContextProbe(ctx), seed=0)
+            took = time.perf_counter() - t1
+            finds.append(_find_record(found))
+            n = (sum(len(s.losses) for s in found.sweeps)
+                 + sum(len(r.train_losses) for r in found.runs))
+            for m, lr in (("nnrecipe", found.suggested), ("short", found.short_rate)):
+                picks[m].append(lr)
+                steps[m].append(n)
+                secs[m].append(took)
             lrs, losses = sweeps[fs]
             for m, rule in (("steepest", steepest_rule), ("valley", valley_rule),
                             ("min/10", min10_rule)):
                 picks[m].append(rule(lrs, losses))
                 steps[m].append(100)
-        ratios = {m: [score(exp, lr, seeds, horizon, longest) / grid[best_lr] for lr in v]
+                secs[m].append(sweep_secs[fs])
+        ratios = {m: [(score(exp, lr, seeds, horizon) if m in trained
+                       else interpolated(grid, lr)) / grid[best_lr] for lr in v]
                   for m, v in picks.items()}
-        floor = score(exp, best_lr * 10 ** 0.01, seeds, horizon, longest) / grid[best_lr]
+        floor = score(exp, best_lr * 10 ** 0.01, seeds, horizon) / grid[best_lr]
         per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
         out.append(HorizonResult(exp.name or name, horizon, per_epoch * horizon, best_lr,
-                                 grid[best_lr], picks, ratios, floor, steps))
+                                 grid[best_lr], picks, ratios, floor, steps, secs,
+                                 {float(k): v for k, v in sorted(grid.items())}, finds))
+        _log(f"{name}: {horizon} epochs done at {time.perf_counter() - t0:.0f} s: "
+             + ", ".join(f"{m} {np.median(r):.3f}/{max(r):.3f}" for m, r in ratios.items()))
+    if cache:
+        with open(f"{cache}.{name}", "w") as fh:
+            json.dump(CACHE, fh)
+    return sorted(out, key=lambda r: r.horizon), time.perf_counter() - t0
+
+
+def grid_only(name: str, seeds: int, horizons: list[int], cache: str | None) -> float:
+    """Train (and cache) the grid's curves only: the expensive part, reused by later runs."""
+    torch.set_num_threads(1)
+    if cache and os.path.exists(cache):
+        with open(cache) as fh:
+            CACHE.update(json.load(fh))
+    t0 = time.perf_counter()
+    grid_search(TASKS[name](), seeds, horizons)
+    if cache:
+        with open(f"{cache}.{name}", "w") as fh:
+            json.dump(CACHE, fh)
+    return time.perf_counter() - t0
+
+
+def replay_pick(rec: dict) -> float:
+    """nnrecipe's suggestion re-decided by the current horizon rule from what one find_lr run
+    recorded (its short runs' checkpoints): exact as long as the runs themselves (which rates,
+    which seeds, how long) are unchanged."""
+    runs = [ShortRun(r["lr"], r["val_loss"], [0.0] * r["steps"], seed=r["seed"],
+                     checkpoints=[(int(a), float(b)) for a, b in r["checkpoints"]])
+            for r in rec["runs"]]
+    if rec.get("method") != "validated" or not runs:
+        return float(rec["suggested"])
+    run_steps = max(r["steps"] for r in rec["runs"])
+    h = carry_to_horizon(rec["short_rate"], runs, run_steps, rec["horizon_steps"])
+    return h.rate if h is not None else float(rec["short_rate"])
+
+
+def replay_task(name: str, results: list[dict], seeds: int, cache: str | None
+                ) -> tuple[list[HorizonResult], float]:
+    """Score the replayed picks of one task (training the new ones), beside the recorded
+    results of the other methods."""
+    torch.set_num_threads(1)
+    if cache and os.path.exists(cache):
+        with open(cache) as fh:
+            CACHE.update(json.load(fh))
+    t0 = time.perf_counter()
+    out = []
+    for r in results:
+        exp = dataclasses.replace(TASKS[name](), epochs=r["horizon"])
+        res = HorizonResult(**r)
+        res.grid = {float(k): v for k, v in r["grid"].items()}
+        picks = [replay_pick(rec) for rec in res.finds]
+        res.suggestions["nnrecipe"] = picks
+        res.ratios["nnrecipe"] = [score(exp, lr, seeds, res.horizon) / res.grid_best
+                                  for lr in picks]
+        out.append(res)
     if cache:
         with open(f"{cache}.{name}", "w") as fh:
             json.dump(CACHE, fh)
     return out, time.perf_counter() - t0
 
 
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}", file=sys.stderr,
+          flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--horizons", default="3,20", help="epochs of the runs scored")
-    ap.add_argument("--seeds", type=int, default=5, help="training seeds per rate")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per rate")
     ap.add_argument("--finder-seeds", type=int, default=3,
                     help="independent runs of each finder (seeds of its sweeps and runs)")
     ap.add_argument("--jobs", type=int, default=2)
@@ -321,20 +438,42 @@ def main() -> None:
     ap.add_argument("--grid-only", action="store_true", help="only train and cache the grid")
     ap.add_argument("--score", choices=("final", "best"), default="final",
                     help="validation loss at the end of the run, or the best within it")
+    ap.add_argument("--trained", default="all",
+                    help="methods whose picks are trained with the grid's seeds (comma list, "
+                         "or all); the others are read off the grid (see interpolated())")
+    ap.add_argument("--replay", help="a --json file of an earlier run: re-decide nnrecipe's "
+                                     "picks from its recorded short runs with the current "
+                                     "horizon rule, and score them (the others as recorded)")
+    ap.add_argument("--json", help="also write every result (grids, picks, what find_lr "
+                                   "measured) to this JSON file")
     args = ap.parse_args()
     names = args.tasks.split(",")
     horizons = sorted(int(h) for h in args.horizons.split(","))
     n = len(names)
     load0, t0 = os.getloadavg()[0], time.perf_counter()
+    replayed: dict[str, list[dict]] = {}
+    if args.replay:
+        with open(args.replay) as fh:
+            old = json.load(fh)
+        by_name = {TASKS[k]().name: k for k in names}
+        for r in old["results"]:
+            if r["task"] in by_name:
+                replayed.setdefault(by_name[r["task"]], []).append(r)
+        names = [k for k in names if k in replayed]
+        n = len(names)
     with ProcessPoolExecutor(args.jobs) as pool:
-        if args.grid_only:
-            secs = list(pool.map(grid_only, names, [args.seeds] * n, [max(horizons)] * n,
+        if args.replay:
+            results = list(pool.map(replay_task, names, [replayed[k] for k in names],
+                                    [args.seeds] * n, [args.cache] * n))
+        elif args.grid_only:
+            secs = list(pool.map(grid_only, names, [args.seeds] * n, [horizons] * n,
                                  [args.cache] * n))
             results = []
         else:
+            trained = METHODS if args.trained == "all" else tuple(args.trained.split(","))
             results = list(pool.map(run_task, names, [args.seeds] * n, [horizons] * n,
                                     [args.finder_seeds] * n, [args.cache] * n,
-                                    [args.score] * n))
+                                    [args.score] * n, [trained] * n))
     if args.cache:
         merged: dict[str, list[float]] = {}
         if os.path.exists(args.cache):
@@ -352,8 +491,14 @@ def main() -> None:
     else:
         global SCORING
         SCORING = args.score
-        report([r for rs, _ in results for r in rs], {nm: sec for nm, (_, sec) in
-                                                      zip(names, results, strict=True)})
+        flat = [r for rs, _ in results for r in rs]
+        report(flat, {nm: sec for nm, (_, sec) in zip(names, results, strict=True)})
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"results": [dataclasses.asdict(r) for r in flat],
+                           "seeds": args.seeds, "finder_seeds": args.finder_seeds,
+                           "scoring": args.score, "load_start": load0,
+                           "load_end": os.getloadavg()[0]}, fh, default=str)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s with {args.jobs} processes; load "
           f"average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
           f"({os.cpu_count()} cores)")
@@ -385,10 +530,14 @@ def report(results: list[HorizonResult], seconds: dict[str, float]) -> None:
     for r in results:
         print(f"| {r.task} | {r.horizon} | " + " | ".join(
             ", ".join(f"{v:.1e}" for v in r.suggestions[m]) for m in METHODS) + " |")
-    print("\nTraining steps per finder run (median; a plain range test: 100):\n")
+    print("\nCost of nnrecipe's range test against one plain range test (a 100-step sweep): "
+          "training steps, and wall time (median over finder seeds):\n")
     for r in results:
-        print(f"- {r.task}, {r.horizon} epochs: " + ", ".join(
-            f"{m} {int(np.median(r.finder_steps[m]))}" for m in ("nnrecipe", "short")))
+        st = np.median(r.finder_steps["nnrecipe"])
+        sec = np.median(r.finder_seconds["nnrecipe"])
+        ref = np.median(r.finder_seconds["steepest"])
+        print(f"- {r.task}, {r.horizon} epochs: {int(st)} steps ({st / 100:.1f}x), "
+              f"{sec:.1f} s vs {ref:.2f} s ({sec / ref:.1f}x)")
     print(f"\nseconds per task: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}")
 
 

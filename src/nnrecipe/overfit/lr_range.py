@@ -432,6 +432,15 @@ def horizon_rate(short_rate: float, best: int | None, run_steps: int, steps: int
     return Horizon(steps, run_steps, short_rate, point, max(rate, floor), rate < floor)
 
 
+def carry_to_horizon(short_rate: float, runs: Sequence[ShortRun], run_steps: int | None,
+                     steps: int | None) -> Horizon | None:
+    """The horizon rule applied to what the short runs recorded (pure: the benchmark replays
+    it on recorded runs). None when the runs' or the experiment's length is unknown."""
+    if not run_steps:
+        return None
+    return horizon_rate(short_rate, best_step(runs, short_rate), run_steps, steps)
+
+
 @dataclass
 class LRSuggestion:
     """The outcome of :func:`find_lr` (also what ``ctx.state["lr"]`` holds, as a dict)."""
@@ -566,9 +575,8 @@ def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_L
     reasons.insert(0, f"the best held-out loss around it ({finite[best]:.4g} at this rate) "
                       f"among {len(finite)} short runs at rates from {ranked[0]:.2g} to "
                       f"{ranked[-1]:.2g} (median sweep edge {edge:.3g})")
-    run_steps = getattr(probe, "run_steps", None)
-    h = horizon_rate(best, best_step(runs, best), run_steps, getattr(probe, "horizon_steps", None)) \
-        if run_steps else None
+    h = carry_to_horizon(best, runs, getattr(probe, "run_steps", None),
+                         getattr(probe, "horizon_steps", None))
     if h is None or h.rate == best:
         if h is not None:
             reasons.insert(0, h.reason())
