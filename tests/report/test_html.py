@@ -109,3 +109,16 @@ def test_watch_report_embeds_the_figures_of_its_findings(tmp_path: Path) -> None
         for name in f["figure_files"]:
             assert (tmp_path / name).exists() and name in html
     assert 'href="#check-train-watch"' not in html  # links go to real check sections
+
+
+def test_a_real_regression_run_shows_no_none_or_accuracy_column() -> None:
+    # issue 15: a regression run's epoch table had a "val accuracy" column full of None
+    from nnrecipe.api import run
+    from tests.toys import regression_experiment
+
+    res = run(regression_experiment(epochs=2), ["train"], write=False, name="regression")
+    html = render_html(res)
+    headers = [h.strip().lower() for h in re.findall(r"<th[^>]*>(.*?)</th>", html, re.S)]
+    assert headers, "the train stage's tables must be in the report"
+    assert not [h for h in headers if "accuracy" in h], headers
+    assert "None" not in re.sub(r"<[^>]+>", " ", html)

@@ -79,6 +79,7 @@ def test_wiring_warns_on_a_real_fall_and_informs_within_noise() -> None:
     (f,) = res.findings
     assert f.code == "tuned-to-validation" and f.severity.value == "warning"
     assert f.evidence["n_test"] == 1000 and "beyond the noise" in f.message
+    assert "overrides tuning-advice" in f.message  # one voice: the advice judged on val only
     ctx = _ctx_with_test(360)
     ctx.state.update(_state((0.983, 0.9833), (0.9972, 0.9778)))
     res = run_check(ctx, Journey)

@@ -200,7 +200,8 @@ class Journey(Check):
                 f"{what}: {abs(v.test_gain) / v.test_se:.1f} standard errors of the "
                 f"{v.n_test} test samples, beyond the noise ({Z_NOISE:g} SE). The search fit "
                 "the validation set: its best trial's validation score is the best of many "
-                "noisy scores", evidence)
+                "noisy scores. This overrides tuning-advice's 'adopt the best trial', which "
+                "judged the trials on validation alone", evidence)
         noise = (f"within the noise of {v.n_test} test samples (standard error of the "
                  f"difference {v.test_se:.3g}; a real fall would exceed {Z_NOISE:g} SE)"
                  if math.isfinite(v.test_se) else
