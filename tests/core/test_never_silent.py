@@ -233,3 +233,36 @@ def test_a_full_disk_leaves_the_old_outputs_whole(tmp_path: Path) -> None:
     assert (out / "report.html").read_text() == "old report"
     assert (out / "checkpoints" / "train-best.pt").exists()  # it fitted
     assert _leftovers(out) == []
+
+
+# ------------------------------------------------------------------- degenerate data
+
+@pytest.mark.parametrize(("command", "function", "status", "codes"), [
+    ("train", "huge_batch", 0, {"batch-larger-than-data"}),      # batch_size=10**12
+    ("train", "batchnorm_singleton", 0, {"singleton-last-batch"}),  # BatchNorm, last batch of 1
+    ("check", "one_sample", 1, {"class-imbalance"}),              # 1 sample (so 1 class)
+    ("inspect", "nan_rows", 1, {"corrupt-samples"}),              # NaN rows among good ones
+])
+def test_degenerate_data_gets_findings_or_reasons_never_a_crash(
+        tmp_path: Path, command: str, function: str, status: int, codes: set[str]) -> None:
+    out = tmp_path / "out"
+    r = _run(command, f"{EXP}:{function}", "--out", str(out), "--quiet")
+    assert r.returncode == status, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stdout + r.stderr
+    saved = json.loads((out / "findings.json").read_text())
+    found = {f["code"] for f in saved["findings"]}
+    assert codes <= found, found
+    assert "check-crashed" not in found and saved["crashed"] == 0
+    assert (out / "report.html").exists() and _leftovers(out) == []
+    if function == "one_sample":  # what cannot run on one sample says why
+        skipped = {name: c["reason"] for stage in saved["stages"].values()
+                   for name, c in stage["checks"].items() if c["status"] == "skipped"}
+        assert "needs at least 2 training samples" in skipped["input-independent"]
+        assert "1 usable training sample" in skipped["outliers"]
+
+
+def test_a_garbage_npz_is_exit_2_naming_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "data.npz"
+    bad.write_bytes(b"\x95\xf8\xe2\x00" * 64)
+    r = _run("inspect", str(bad), "--out", str(tmp_path / "out"))
+    _one_error_line(r, str(bad), "is not an .npz archive")
