@@ -234,6 +234,7 @@ class Monitor(Callback):
         # overhead governor
         self._stretch = 1
         self.seconds_spent = 0.0  # wall time in the hooks and live checks, all told
+        self.step_seconds: float | None = None  # typical wall time of one step (pauses capped)
         self._own = 0.0
         self._last_hook: float | None = None
         self._intervals: list[float] = []
@@ -404,7 +405,10 @@ class Monitor(Callback):
         if last is None:
             self._own = 0.0
             return
-        self._intervals.append(now - last)
+        x = now - last
+        self._intervals.append(x)
+        ema = self.step_seconds
+        self.step_seconds = x if ema is None else 0.9 * ema + 0.1 * min(x, PAUSE_FACTOR * ema)
         self._own_window.append(self._own)
         self._own = 0.0
         if len(self._intervals) < GOVERNOR_WINDOW:
@@ -748,7 +752,8 @@ class Monitor(Callback):
             else:
                 scale = scale.detach().clone().reshape(())
             self._pending_scale.append(scale)
-        if isinstance(value, float) and all(isinstance(s, float) for s in self._pending_scale):
+        if isinstance(value, float) and (self.scaler is None or isinstance(
+                self._pending_scale[-1], float)) and len(self._pending_loss) == 1:
             self._flush_losses()  # host numbers already: nothing to wait for
         elif len(self._pending_loss) >= self.config.sync_every:
             self._flush_losses()
