@@ -45,7 +45,7 @@ def test_every_broken_sample_is_named_and_the_rest_is_kept() -> None:
                      13: "non-numeric"}
     assert tr.ok.sum() == 200 - 6
     assert not tr.ok[[3, 5, 7, 9, 11, 13]].any()
-    assert np.isfinite(tr.rep).all()
+    assert np.isfinite(tr.rep.array()).all()
     assert (tr.labels[tr.ok] >= 0).all()
 
 
@@ -111,3 +111,55 @@ def test_a_failing_loading_pass_crashes_one_check_and_skips_the_rest(monkeypatch
     statuses = [c.status for s in res.stages for c in s.checks]
     assert statuses[0] == "crashed" and set(statuses[1:]) == {"skipped"}
     assert "RuntimeError: unexpected" in res.stages[0].checks[1].reason
+
+
+def test_rep_rows_computed_on_demand_equal_the_whole_matrix(monkeypatch) -> None:  # noqa: ANN001
+    from sklearn.decomposition import PCA
+
+    from nnrecipe.data import rep as rep_mod
+
+    monkeypatch.setattr(rep_mod, "CHUNK", 7)  # several chunks, contiguous runs and jumps
+    rng = np.random.default_rng(0)
+    X = rng.normal(3.0, 2.0, size=(100, 200)).astype(np.float32)
+    before = X.copy()
+    ok = np.ones(100, bool)
+    ok[[4, 31]] = False
+    mean = X.mean(0).astype(np.float32)
+    inv = (1 / X.std(0)).astype(np.float32)
+    inv[5] = 0.0  # a feature left out of distances
+    pca = PCA(rep_mod.PCA_DIMS, random_state=0).fit((X - mean) * inv)
+    for p in (None, pca):
+        full = (X - mean) * inv
+        full = (pca.transform(full) if p is not None else full).astype(np.float32)
+        full[~ok] = 0
+        r = rep_mod.Rep(X, ok, mean, inv, p)
+        assert r.shape == full.shape and len(r) == 100
+        np.testing.assert_allclose(r.array(), full, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(r[10:50], full[10:50], rtol=1e-5, atol=1e-5)
+        rows = np.array([0, 1, 2, 3, 40, 41, 99, 5])
+        np.testing.assert_allclose(r[rows], full[rows], rtol=1e-5, atol=1e-5)
+        sub = r.subset(np.flatnonzero(ok))
+        np.testing.assert_allclose(sub[3:20], full[ok][3:20], rtol=1e-5, atol=1e-5)
+    assert np.array_equal(X, before)  # the input is only read
+
+
+def test_a_large_index_answers_the_later_splits_then_is_released(monkeypatch) -> None:  # noqa: ANN001
+    """Beyond EXACT_MAX rows the index is an inverted file holding a copy of every row: the
+    view answers the 10-NN queries of the later splits with it and lets it go."""
+    monkeypatch.setattr(neighbors, "EXACT_MAX", 300)
+    X, y = blobs(n=2000, d=8)
+    exp = experiment((X[:1200], y[:1200]), (X[1200:1600], y[1200:1600]),
+                     (X[1600:], y[1600:]))
+    view = build_view(Context(exp))
+    view.knn("train", 10)
+    assert "train" not in view._indexes
+    assert {k for k in view._cross} == {("val", "train", 10), ("test", "train", 10)}
+    view.knn("val", 10)  # 400 rows: large too; only test is queried against val
+    assert ("test", "val", 10) in view._cross and ("train", "val", 10) not in view._cross
+    # the cached answers are the right ones: nearest training row of each validation row
+    d, p = view.cross_nn("val", "train")
+    R, Q = view.train.rep.array(), view.splits["val"].rep.array()
+    D = np.linalg.norm(Q[:, None] - R[None], axis=2)
+    agree = (p == D.argmin(1)).mean()
+    assert agree > 0.95, agree  # approximate search (here nprobe covers all 22 cells): 1.0
+    assert np.allclose(d[p == D.argmin(1)], D.min(1)[p == D.argmin(1)], atol=1e-3)

@@ -29,11 +29,22 @@ EXACT_MAX = 20_000
 TRAIN_PER_CELL, SCAN, MAX_PROBE = 40, 2500, 32
 
 
+CHUNK = 65536  # query rows per search call (and rows added to an index at a time)
+
+
 @dataclass
 class Index:
     kind: str  # "exact" | "faiss" | "sklearn"
-    data: np.ndarray
+    data: Any  # the reference rows: an array, or a lazily computed nnrecipe.data.rep.Rep
     obj: Any = None
+    large: bool = False  # an inverted-file index holding its own copy of every row
+
+
+def _dense(X: Any) -> np.ndarray:
+    """``X`` as a float32 C-contiguous array (a Rep is computed; an array is not copied)."""
+    if isinstance(X, np.ndarray):
+        return np.ascontiguousarray(X, dtype=np.float32)
+    return np.ascontiguousarray(X[np.arange(len(X))], dtype=np.float32)
 
 
 def _faiss() -> Any | None:
@@ -59,8 +70,8 @@ def _threads(faiss: Any) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def build_index(X: np.ndarray, seed: int = 0) -> Index:
-    X = np.ascontiguousarray(X, dtype=np.float32)
+def build_index(X: Any, seed: int = 0) -> Index:
+    """An index of the rows of ``X`` (an array or a Rep: large ones are read in chunks)."""
     n, d = X.shape
     faiss = _faiss() if d > 0 else None
     if faiss is not None:
@@ -69,50 +80,62 @@ def build_index(X: np.ndarray, seed: int = 0) -> Index:
     return _build(X, seed, None)
 
 
-def _build(X: np.ndarray, seed: int, faiss: Any) -> Index:
+def _build(X: Any, seed: int, faiss: Any) -> Index:
     n, d = X.shape
     if n <= EXACT_MAX and faiss is not None:
+        X = _dense(X)
         flat = faiss.IndexFlatL2(d)
         flat.add(X)
         return Index("faiss", X, flat)
     if n <= EXACT_MAX or d == 0:
-        return Index("exact", X)
+        return Index("exact", _dense(X))
     if faiss is not None:
         nlist = int(min(max(16, n ** (2 / 3) / 5), n // TRAIN_PER_CELL))
         quantizer = faiss.IndexFlatL2(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist)
         rng = np.random.default_rng(seed)
         m = TRAIN_PER_CELL * nlist
-        sample = X if n <= m else X[np.sort(rng.choice(n, m, replace=False))]
+        sample = np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
         index.cp.seed = seed
-        index.train(sample)
-        index.add(X)
+        index.train(np.ascontiguousarray(X[sample], dtype=np.float32))
+        for start in range(0, n, CHUNK):
+            index.add(np.ascontiguousarray(X[start:start + CHUNK], dtype=np.float32))
         index.nprobe = int(np.clip(np.ceil(SCAN * nlist / n), 1, min(MAX_PROBE, nlist)))
-        return Index("faiss", X, index)
+        return Index("faiss", X, index, large=True)
     from sklearn.neighbors import NearestNeighbors
 
+    X = _dense(X)
     return Index("sklearn", X, NearestNeighbors().fit(X))
 
 
-def query_knn(ref: np.ndarray, query: np.ndarray, k: int, index: Index | None = None
+def query_knn(ref: Any, query: Any, k: int, index: Index | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
-    """Euclidean distances and positions (into ``ref``) of each query's ``k`` nearest."""
+    """Euclidean distances and positions (into ``ref``) of each query's ``k`` nearest; the
+    queries (an array or a Rep) are read CHUNK rows at a time."""
     index = index or build_index(ref)
-    query = np.ascontiguousarray(query, dtype=np.float32)
     k = min(k, len(index.data))
     if len(query) == 0 or k == 0:
         return np.zeros((len(query), k), np.float32), np.zeros((len(query), k), np.int64)
+    dist = np.empty((len(query), k), np.float32)
+    pos = np.empty((len(query), k), np.int64)
+    for start in range(0, len(query), CHUNK):
+        q = np.ascontiguousarray(query[start:start + CHUNK], dtype=np.float32)
+        dist[start:start + len(q)], pos[start:start + len(q)] = _search(index, q, k)
+    return dist, pos
+
+
+def _search(index: Index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if index.kind == "exact":
         return _brute(index.data, query, k, exclude_self=False)
     if index.kind == "faiss":
         with _threads(_faiss()):
             d2, pos = index.obj.search(query, k)
-        return np.sqrt(np.maximum(d2, 0)), pos.astype(np.int64)
+        return np.sqrt(np.maximum(d2, 0)), pos
     dist, pos = index.obj.kneighbors(query, n_neighbors=k)
-    return dist.astype(np.float32), pos.astype(np.int64)
+    return dist, pos
 
 
-def self_knn(X: np.ndarray, k: int, index: Index | None = None
+def self_knn(X: Any, k: int, index: Index | None = None
              ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest *other* rows of each row of ``X`` (a duplicate counts, itself not)."""
     index = index or build_index(X)
@@ -121,15 +144,16 @@ def self_knn(X: np.ndarray, k: int, index: Index | None = None
         return np.zeros((len(X), 0), np.float32), np.zeros((len(X), 0), np.int64)
     if index.kind == "exact":
         return _brute(index.data, index.data, k, exclude_self=True)
-    dists, poss = [], []
-    for start in range(0, len(X), 65536):
-        q = X[start:start + 65536]
-        d, p = query_knn(X, q, k + 1, index)
+    dist = np.empty((len(X), k), np.float32)
+    pos = np.empty((len(X), k), np.int64)
+    for start in range(0, len(X), CHUNK):
+        q = np.ascontiguousarray(X[start:start + CHUNK], dtype=np.float32)
+        d, p = _search(index, q, k + 1)
         is_self = p == np.arange(start, start + len(q))[:, None]
         order = np.argsort(is_self, axis=1, kind="stable")[:, :k]  # self (if found) goes last
-        dists.append(np.take_along_axis(d, order, 1))
-        poss.append(np.take_along_axis(p, order, 1))
-    return np.concatenate(dists), np.concatenate(poss)
+        dist[start:start + len(q)] = np.take_along_axis(d, order, 1)
+        pos[start:start + len(q)] = np.take_along_axis(p, order, 1)
+    return dist, pos
 
 
 def _brute(ref: np.ndarray, query: np.ndarray, k: int, *, exclude_self: bool

@@ -9,7 +9,8 @@ unusable labels. From the good samples it derives what the checks compute on:
   channel, so a 224x224 photo costs 768 numbers, not 150,528), in the user's own scale;
 - ``hashes``: a 64-bit digest of each full-resolution sample, for exact duplicates;
 - ``rep``: a representation for distances, standardised with the *training* statistics
-  (per feature for tables, per channel for images) and reduced by PCA when wide;
+  (per feature for tables, per channel for images) and reduced by PCA when wide, computed
+  when read (:mod:`nnrecipe.data.rep`);
 - ``labels`` (classification) or ``target`` (regression), where they are one number per sample.
 
 Nearest-neighbour searches on ``rep`` are cached here too, so duplicates, leakage, outliers
@@ -30,6 +31,7 @@ from torch.utils.data import TensorDataset
 
 from nnrecipe.core import data as data_mod
 from nnrecipe.core.context import Context
+from nnrecipe.data.rep import Rep, build_reps
 from nnrecipe.errors import DataError
 
 STATE_KEY = "data_view"
@@ -41,9 +43,6 @@ TABULAR, IMAGE, TOKENS = "tabular", "image", "tokens"
 # audited whole, since reading them costs nothing.
 MAX_SAMPLES = 50_000
 MAX_SIDE = 16      # images are area-downsampled to at most MAX_SIDE x MAX_SIDE per channel
-MAX_REP_DIMS = 128  # wider representations are reduced by PCA ...
-PCA_DIMS = 64       # ... to this many components (fit on at most PCA_FIT samples of train)
-PCA_FIT = 20_000
 
 
 @dataclass
@@ -69,7 +68,7 @@ class SplitView:
     stats: np.ndarray | None = None   # images: per-sample mean, std, min, max (m, 4)
     labels: np.ndarray | None = None  # int64 (m,), -1 where unusable (classification)
     target: np.ndarray | None = None  # float64 (m,), NaN where unusable (regression)
-    rep: np.ndarray | None = None     # float32 (m, d)
+    rep: Rep | None = None            # float32 (m, d) rows on demand (nnrecipe.data.rep)
     Y: np.ndarray | None = None       # the targets stacked, when they came as one array
     sparse_labels: bool = False       # labels were sparse values, renumbered 0..k-1
     augmented: bool = False           # reading the same index twice gave different inputs
@@ -164,8 +163,17 @@ class DataView:
 
         with one_blas_thread():
             dist, pos = neighbors.self_knn(_good_rows(s), k, index=index)
-        pos = np.where(pos >= 0, good[np.clip(pos, 0, None)], -1)
+        pos = _positions(pos, good)
         self._knn[(split, k)] = (dist, pos)
+        if index.large:
+            # the last big query of this index: answer the later splits' (10-NN, what every
+            # check asks; leakage queries a split against the earlier ones only) now and let
+            # the index go: it holds a copy of every row of the split
+            names = list(self.splits)
+            for other in names[names.index(split) + 1:]:
+                if self.splits[other].ok.any():
+                    self.cross_knn(other, split, max(k, 10))
+            self._indexes.pop(split, None)
         return dist, pos
 
     def cross_knn(self, split: str, ref: str = "train", k: int = 1
@@ -183,7 +191,7 @@ class DataView:
         with one_blas_thread():
             dist, pos = neighbors.query_knn(_good_rows(rs), _good_rows(qs), k,
                                             index=self._index(ref))
-        pos = np.where(pos >= 0, rs.good[np.clip(pos, 0, None)], -1)
+        pos = _positions(pos, rs.good)
         self._cross[(split, ref, k)] = (dist, pos)
         return dist, pos
 
@@ -201,10 +209,17 @@ class DataView:
         return self._indexes[split]
 
 
-def _good_rows(s: SplitView) -> np.ndarray:
-    """The representation of the usable rows: ``rep`` itself (no copy) when all are usable."""
+def _positions(pos: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Neighbour positions among the usable rows -> row positions of the split (-1: none);
+    int32 when they fit (10 neighbours of 1.6M rows: 64 MB instead of 128 MB)."""
+    out = np.where(pos >= 0, good[np.clip(pos, 0, None)], -1)
+    return out.astype(np.int32) if len(good) < 2**31 - 1 else out
+
+
+def _good_rows(s: SplitView) -> Rep:
+    """The representation of the usable rows (computed when read, never stored whole)."""
     assert s.rep is not None
-    return s.rep if s.ok.all() else s.rep[s.good]
+    return s.rep if s.ok.all() else s.rep.subset(s.good)
 
 
 # ---------------------------------------------------------------- public entry
@@ -261,7 +276,7 @@ def build_view(ctx: Context) -> DataView:
     from nnrecipe.data.base import one_blas_thread
 
     with one_blas_thread():
-        rep_info = _build_rep(splits, kind, sample_shape, ctx.seed)
+        rep_info = build_reps(splits, kind, sample_shape, ctx.seed)
     names = list(ctx.options.get("data_feature_names") or [])
     if len(names) != splits["train"].X.shape[1]:
         names = _default_feature_names(kind, sample_shape, splits["train"].X.shape[1])
@@ -665,52 +680,6 @@ def image_layout(shape: tuple[int, ...], width: int) -> tuple[int, int, int]:
     if c * h2 * w2 != width:
         return 1, 1, width
     return c, h2, w2
-
-
-def _build_rep(splits: dict[str, SplitView], kind: str, shape: tuple[int, ...], seed: int) -> str:
-    """Standardise with the training statistics (float64, constant-aware: see
-    :mod:`nnrecipe.data.stats`), then reduce wide rows by PCA."""
-    from nnrecipe.data.stats import column_stats, distance_scale, group_stats
-
-    tr = splits["train"]
-    good = tr.good
-    d = tr.X.shape[1]
-    st_tr = column_stats(tr.X, good)
-    if kind == IMAGE:
-        c, h, w = image_layout(shape, d)
-        if len(good):
-            ch_tr = group_stats(st_tr, c)
-            mean = np.repeat(ch_tr.mean, h * w)
-            inv = np.repeat(distance_scale(ch_tr), h * w)
-        else:
-            mean, inv = np.zeros(d), np.ones(d)
-        info = f"pixels downsampled to {c}x{h}x{w}, standardised per channel"
-    else:
-        mean = st_tr.mean if len(good) else np.zeros(d)
-        inv = distance_scale(st_tr) if len(good) else np.ones(d)
-        info = "features standardised with the training mean and std"
-    dropped = int((inv == 0).sum())
-    if dropped and kind != IMAGE:
-        info += (f" ({dropped} feature{'s' if dropped > 1 else ''} constant in train left out "
-                 "of distances)")
-    mean32, inv32 = mean.astype(np.float32), inv.astype(np.float32)
-    pca = None
-    if d > MAX_REP_DIMS and len(good) > PCA_DIMS:
-        from sklearn.decomposition import PCA
-
-        rng = np.random.default_rng(seed)
-        fit = good if len(good) <= PCA_FIT else np.sort(rng.choice(good, PCA_FIT, replace=False))
-        pca = PCA(PCA_DIMS, svd_solver="randomized", random_state=seed)
-        pca.fit((tr.X[fit] - mean32) * inv32)
-        info += f", reduced to {PCA_DIMS} PCA components"
-    for sv in splits.values():
-        rep = np.zeros((sv.n, PCA_DIMS if pca is not None else d), dtype=np.float32)
-        for start in range(0, sv.n, 65536):
-            block = (sv.X[start:start + 65536] - mean32) * inv32
-            rep[start:start + len(block)] = pca.transform(block) if pca is not None else block
-        rep[~sv.ok] = 0
-        sv.rep = rep
-    return info
 
 
 def _default_feature_names(kind: str, shape: tuple[int, ...], width: int) -> list[str]:
