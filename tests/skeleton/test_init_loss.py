@@ -36,7 +36,16 @@ def test_quiet_on_healthy_classification_and_regression() -> None:
     for exp in (classification_experiment(), regression_experiment()):
         found, res = _findings(exp, "init-loss-mismatch")
         assert found == [], found
-        assert res.stages[0].checks[0].status == "passed"
+        check = res.stages[0].checks[0]
+        assert check.status == "passed"
+        # quiet: the numbers in a table, no figure (drawing it cost ~40% of the check)
+        assert check.tables and not check.figures
+
+
+def test_a_finding_comes_with_its_figure() -> None:
+    exp = classification_experiment(model=lambda: BiasedOutput(mlp(10, 3), bias=8.0))
+    (_,), res = _findings(exp, "init-loss-mismatch")
+    assert [fig.title for fig in res.stages[0].checks[0].figures] == ["Loss at initialisation"]
 
 
 def test_fires_on_a_wrong_output_bias() -> None:

@@ -122,9 +122,17 @@ class InitLossMismatch(Check):
                 severity=Severity.ERROR)]
         verdict = init_loss_verdict(measured, expected, kind)
         ctx.record("tolerance", verdict.tolerance)
-        self._plot(ctx, out, y, measured, expected, zero)
+        ctx.add_table("Loss at initialisation", ["", "loss"],
+                      [["measured at init", f"{measured:.4g}"],
+                       ["expected (constant prediction)", f"{expected:.4g}"],
+                       *([["all-zero outputs", f"{zero:.4g}"]] if zero is not None else []),
+                       ["allowed difference", f"±{verdict.tolerance:.3g}"]])
         if not verdict.fires:
+            # The table says it all when the loss is where it should be; the figure (the
+            # predicted vs actual class frequencies) is drawn for a finding only: it cost
+            # 0.16 s of CPU of `nnrecipe check` on the demo (~40% of this check).
             return []
+        self._plot(ctx, out, y, measured, expected, zero)
         evidence: dict = {"measured": measured, "expected": expected, "tolerance": verdict.tolerance,
                           "zero_output_loss": zero, "samples": len(X),
                           "output_mean": float(out.mean()), "output_std": float(out.std())}
