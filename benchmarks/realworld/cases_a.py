@@ -420,46 +420,6 @@ def language_model_adam_lr_1(seed: int) -> Experiment:
                       batch_size=32, epochs=6, seed=seed, name="lm-adam-lr-1")
 
 
-class Tagger(nn.Module):
-    """A BiLSTM sequence tagger (word embedding, BiLSTM, per-token linear scores)."""
-
-    def __init__(self, vocab: int = 30, tags: int = 5, d: int = 32, hidden: int = 64) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, d)
-        self.rnn = nn.LSTM(d, hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden, tags)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rnn(self.embed(x))[0])
-
-
-def _tagging(seed: int, n: int = 1500, length: int = 16, vocab: int = 30, tags: int = 5
-             ) -> dict[str, Split]:
-    """Synthetic NER-like tagging: each word has a preferred tag, and a tag also depends on
-    the previous word (context), with 5% label noise."""
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, vocab, size=(n, length))
-    pref = rng.integers(0, tags, size=vocab)
-    prev = np.concatenate([np.zeros((n, 1), dtype=np.int64), X[:, :-1]], axis=1)
-    y = np.where(prev % 3 == 0, (pref[X] + 1) % tags, pref[X])
-    noise = rng.random((n, length)) < 0.05
-    y[noise] = rng.integers(0, tags, size=int(noise.sum()))
-    return _split(X.astype(np.int64), y.astype(np.int64), seed)
-
-
-@bug(source="guillaumegenthial/sequence_tagging#47",
-     symptom="with lr 0.01 or 0.1 instead of 0.001 the training loss first decreases, then "
-             "increases, then becomes nan; F1 ends at 0.02",
-     cause=("lr-too-high", "loss-diverging"))
-def tagger_adam_lr_0p1(seed: int) -> Experiment:
-    """sequence_tagging's BiLSTM tagger (the CRF replaced by per-token softmax), Adam at the
-    reported lr 0.1, batch 20; on synthetic NER-like sequences."""
-    s = _tagging(seed)
-    return Experiment(model=Tagger, train=s["train"], val=s["val"], loss=FlattenCE(),
-                      optimizer=lambda p: torch.optim.Adam(p, lr=0.1), task="classification",
-                      batch_size=20, epochs=6, seed=seed, name="tagger-adam-lr-0.1")
-
-
 @bug(source="OpenNMT/OpenNMT-py#805",
      symptom="with -optim adam the perplexity stays at a high constant value and the "
              "accuracy varies erratically: the learning rate was left at 1, SGD's default",
@@ -653,7 +613,7 @@ def zero_grad_inside_accumulation(seed: int, watch_kwargs: dict[str, Any]) -> An
                     opt.zero_grad(set_to_none=True)  # the bug: inside the micro-batch loop
                     loss = mse(model(x), y) / accum
                     loss.backward()
-                    total += float(loss)
+                    total += float(loss.detach())
                 opt.step()
                 w.step(total)
             model.eval()
@@ -662,34 +622,88 @@ def zero_grad_inside_accumulation(seed: int, watch_kwargs: dict[str, Any]) -> An
     return w
 
 
-# ========================================================================= exploding
+# ============================================================== more reported cases
 
 
-class LongLSTM(nn.Module):
-    def __init__(self, d_in: int = 4, hidden: int = 128, classes: int = 4) -> None:
+@bug(source="pytorch/examples#846",
+     symptom="the Transformer of word_language_model, trained with the example's lr 20 and "
+             "gradient clipping meant for RNNs, always predicts the most frequent token "
+             "(',' repeated); lr 0.1 without clipping gave fluent text",
+     cause=("lr-too-high", "loss-diverging"), mode="watch")
+def examples_transformer_lm_lr_20(seed: int, watch_kwargs: dict[str, Any]) -> Any:
+    """word_language_model with --model Transformer and the RNN defaults: SGD lr 20, gradient
+    norm clipped to 0.25, lr / 4 when validation stalls, BPTT 35; the tutorial-style
+    TransformerModel, on a Markov token stream."""
+    from ._common import batchify, get_batch, markov_tokens
+    from .cases_healthy import TransformerModel
+
+    vocab = 24
+    stream = markov_tokens(seed, 24000, vocab)
+    train_data, val_data = batchify(stream[:20000], 20), batchify(stream[20000:], 10)
+    model = TransformerModel(vocab)
+    crit = nn.CrossEntropyLoss()
+    lr, best, bptt = 20.0, float("inf"), 35
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    with nnrecipe.watch(model, opt, **watch_kwargs) as w:
+        for _ in range(5):
+            model.train()
+            for i in range(0, train_data.size(0) - 1, bptt):
+                data, targets = get_batch(train_data, i, bptt)
+                model.zero_grad()
+                loss = crit(model(data).view(-1, vocab), targets)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+                opt.step()
+                w.step(loss)
+            model.eval()
+            total = 0.0
+            with torch.no_grad():
+                for i in range(0, val_data.size(0) - 1, bptt):
+                    data, targets = get_batch(val_data, i, bptt)
+                    total += len(data) * float(crit(model(data).view(-1, vocab), targets))
+            val_loss = total / (len(val_data) - 1)
+            w.epoch(val={"loss": val_loss})
+            if val_loss < best:
+                best = val_loss
+            else:
+                lr /= 4.0
+                for g in opt.param_groups:
+                    g["lr"] = lr
+    return w
+
+
+class KWSGRU(nn.Module):
+    """A GRU keyword spotter over filterbank frames with max pooling over time."""
+
+    def __init__(self, d_in: int = 20, hidden: int = 64, keywords: int = 3) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(d_in, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, classes)
+        self.gru = nn.GRU(d_in, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, keywords)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.rnn(x)[0][:, -1])
+        return self.head(self.gru(x)[0].max(1).values)
 
 
-@bug(source="Marcovaldong/lstmp.pytorch#2",
-     symptom="the cross-entropy loss goes to nan after some 1200 iterations on long "
-             "sequences; clipping the gradients to a max norm of 1.0 was the fix",
-     cause=("exploding-gradients",))
-def long_sequence_lstm_no_clipping(seed: int) -> Experiment:
-    """An LSTM classifier over long, continuous sequences (T = 150) trained with SGD lr 1 and
-    no gradient clipping; the class is set by a pattern early in the sequence, so gradients
-    travel the whole length."""
+@bug(source="wenet-e2e/wekws#73",
+     symptom="the executor calls optimizer.step() but never optimizer.zero_grad(), so every "
+             "update applies all past gradients (the fix adds zero_grad before backward)",
+     cause=("grads-not-zeroed",))
+def kws_executor_no_zero_grad(seed: int) -> Experiment:
+    """wekws's training executor without zero_grad: a GRU keyword spotter on filterbank-like
+    frames (each keyword a spectral pattern at a random time, others silence + noise),
+    CrossEntropy, Adam 1e-3, batch 32."""
     rng = np.random.default_rng(seed)
-    n, t = 1000, 150
-    y = rng.integers(0, 4, n)
-    X = rng.normal(0, 1, size=(n, t, 4))
-    X[np.arange(n), 5, y] += 3.0
+    n, t, d = 1200, 40, 20
+    y = rng.integers(0, 3, n)
+    X = rng.normal(0, 1, size=(n, t, d))
+    patterns = rng.normal(0, 1.5, size=(3, 6, d))
+    start = rng.integers(0, t - 6, n)
+    for i in range(n):
+        if y[i] > 0:
+            X[i, start[i]:start[i] + 6] += patterns[y[i]]
     s = _split(X.astype(np.float32), y.astype(np.int64), seed, stratify=True)
-    return Experiment(model=LongLSTM, train=s["train"], val=s["val"],
+    return Experiment(model=KWSGRU, train=s["train"], val=s["val"],
                       loss=nn.CrossEntropyLoss(),
-                      optimizer=lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.9),
-                      batch_size=32, epochs=4, seed=seed, name="long-lstm-no-clipping")
+                      optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), batch_size=32,
+                      epochs=6, seed=seed, train_step=_step_without_zero_grad,
+                      name="kws-no-zero-grad")
