@@ -19,6 +19,7 @@ import datetime as dt
 import time
 import traceback
 from collections.abc import Collection, Sequence
+from importlib import import_module
 
 from nnrecipe.core import budget
 from nnrecipe.core import data as data_mod
@@ -44,11 +45,23 @@ from nnrecipe.errors import ContractError, NNRecipeError
 GATING_STAGES = ("skeleton", "train")
 
 
-def load_stage_checks() -> None:
-    """Import every stage package so that their checks register (and the set-up codes of
-    validation)."""
+def load_stage_checks(stages: Sequence[str] | None = None) -> None:
+    """Import the packages of ``stages`` (default: every stage) so that their checks register
+    (and the set-up codes of validation). `nnrecipe check` needs only ``data`` and
+    ``skeleton``: importing the others too (optuna, the train/tune/ensemble machinery) cost
+    ~0.5 s of CPU, 8% of the imports of the demo's check (measured, load ~17)."""
     import nnrecipe.core.validate  # noqa: F401
-    import nnrecipe.stages  # noqa: F401
+
+    if stages is None:
+        import nnrecipe.stages  # noqa: F401
+        return
+    for stage in stages:
+        import_module(f"nnrecipe.{stage}")
+    from nnrecipe.core.registry import CATALOGUE, CHECKS
+
+    if any(code not in CATALOGUE for c in CHECKS.values() if c.stage in stages
+           for code in c.emits if code):  # declared by another stage (the report's glossary)
+        import nnrecipe.stages  # noqa: F401
 
 
 def run_check(ctx: Context, check_cls: type[Check], *, primary: bool = False) -> CheckResult:
@@ -152,7 +165,7 @@ def run_stages(ctx: Context, stages: Sequence[str], *, experiment_name: str = "e
     with ``interrupted=True`` and the remaining checks not run. Raises
     :class:`~nnrecipe.errors.ContractError` when user code breaks the contract.
     """
-    load_stage_checks()
+    load_stage_checks(in_recipe_order(list(stages)))
     budget.start(ctx)  # `run --budget`: one deadline for all stages, from the start of the run
     ordered = in_recipe_order(list(stages))
     result = RunResult(experiment=experiment_name, command=command, seed=ctx.seed,
