@@ -122,7 +122,7 @@ class InitLossMismatch(Check):
                 severity=Severity.ERROR)]
         verdict = init_loss_verdict(measured, expected, kind)
         ctx.record("tolerance", verdict.tolerance)
-        ctx.add_table("Loss at initialisation", ["", "loss"],
+        ctx.add_table("Loss at initialisation", ["quantity", "loss"],
                       [["measured at init", f"{measured:.4g}"],
                        ["expected (constant prediction)", f"{expected:.4g}"],
                        *([["all-zero outputs", f"{zero:.4g}"]] if zero is not None else []),
