@@ -2,34 +2,41 @@
 Compared with a grid of training runs at that run's own horizon.
 
 On each task and horizon (3 and 20 epochs by default), the "truth" is a grid of constant Adam
-learning rates (quarter decades, 3.2e-5..1) trained for that many epochs, scored by the
-validation loss at the end of the run (the model the user's run ends with), averaged over
-training seeds (``--score best``: the best validation loss within the run instead, what a
-trainer that restores the best epoch keeps). Each method's suggested rate is then trained the same way (same seeds):
+learning rates (half decades, 1e-4..0.32, refined to quarter decades next to each horizon's
+best) trained for that many epochs, scored by the validation loss at the end of the run (the
+model the user's run ends with), averaged over training seeds (``--score best``: the best
+validation loss within the run instead, what a trainer that restores the best epoch keeps).
+Each method's suggested rate is then trained the same way (same seeds):
 
     ratio = validation loss at the suggestion / the grid's best validation loss
 
 (1.00 = as good as the best grid rate; lower is better; below 1 when the suggestion falls
 between grid points and beats them). Constant-rate runs are prefixes of each other (the same
 seed gives the same batches, and nothing depends on the total length), so every rate is
-trained once for the longest horizon and read at each shorter one. Each finder is itself run
-with several seeds (its own inits and batch orders) and told the horizon (the experiment's
-``epochs``). The methods:
+trained once for the longest horizon it is needed at and read at each shorter one. Methods
+not named in ``--trained`` are scored off the grid instead (linear in log-rate between grid
+points: never better than the grid's best, slightly pessimistic on a convex curve), which
+saves most of the training when the machine is busy. Each finder is itself run with several
+seeds (its own inits and batch orders) and told the horizon (the experiment's ``epochs``).
+The methods:
 
 - ``nnrecipe``: ``find_lr`` as the overfit stage runs it, horizon-aware (see
   ``nnrecipe.overfit.lr_range``).
-- ``short``: the same finder told nothing about the horizon (its runs' own length, <= 100
-  steps): what nnrecipe suggested before it knew the horizon.
+- ``short``: the same run's best rate for its short runs' own length (<= 100 steps): what
+  nnrecipe suggested before it knew the horizon.
 - ``steepest``, ``valley`` and ``min/10``: the common rules on one fastai-style sweep
   (1e-7..10, 100 steps, EMA 0.98 debiased smoothing, stop at 4x the minimum, first 10% and
   last 5 points dropped), implemented here as references.
 
-Cost: training steps a finder takes, against one plain range test (a 100-step sweep).
+Cost: training steps and wall time of nnrecipe's range test against one plain range test (a
+100-step sweep).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular]
-[--horizons 3,20] [--seeds 5] [--finder-seeds 3] [--jobs 2] [--cache FILE]``. Prints Markdown
-tables for README.md and the load average during the run. ``--cache`` keeps every training
-curve (task, rate, seed) in a JSON file and reuses it.
+[--horizons 3,20] [--seeds 3] [--finder-seeds 3] [--jobs 2] [--trained nnrecipe]
+[--cache FILE] [--json FILE]``. Prints Markdown tables for README.md and the load average
+during the run. ``--cache`` keeps every training curve (task, rate, seed) in a JSON file and
+reuses it; ``--replay FILE`` re-decides nnrecipe's picks from a ``--json`` file's recorded
+short runs with the current horizon rule (exact while the runs themselves are unchanged).
 """
 
 from __future__ import annotations
