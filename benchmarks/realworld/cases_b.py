@@ -300,15 +300,15 @@ class _CaptionDecoder(nn.Module):
 def _padded_sequences(n: int, T: int, vocab: int, rng: np.random.Generator, pad: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Token sequences of random length (3..T/2) padded at the end with ``pad``; the target
-    is the next token (each token is the sum of the two before it, mod the vocabulary, so it
-    is learnable and two random start tokens make nearly every sequence unique)."""
+    is the next token (each token is the sum of the three before it, mod the vocabulary, so
+    it is learnable, and three random start tokens make nearly every sequence unique)."""
     X = np.full((n, T), pad, dtype=np.int64)
     Y = np.full((n, T), pad, dtype=np.int64)
     for i in range(n):
         length = int(rng.integers(3, T // 2 + 1))
-        seq = [int(v) for v in rng.integers(0, vocab - 1, size=2)]
+        seq = [int(v) for v in rng.integers(0, vocab - 1, size=3)]
         while len(seq) < length + 1:
-            seq.append((seq[-1] + seq[-2]) % (vocab - 1))
+            seq.append((seq[-1] + seq[-2] + seq[-3]) % (vocab - 1))
         ids = 1 + np.asarray(seq)  # 0 is the pad id
         X[i, :length] = ids[:-1]
         Y[i, :length] = ids[1:]
@@ -323,7 +323,7 @@ def padding_counted_in_loss(seed: int) -> Experiment:
     """A next-token decoder on captions padded to a common length with id 0, trained with a
     CrossEntropyLoss that does not ignore the pad id (more than half the targets are pad)."""
     rng = np.random.default_rng(seed)
-    vocab, T = 30, 16
+    vocab, T = 50, 16
     X, Y = _padded_sequences(800, T, vocab, rng)
     tr, va = _split(len(X), rng)
     return Experiment(model=lambda: _CaptionDecoder(vocab), train=(X[tr], Y[tr]),
