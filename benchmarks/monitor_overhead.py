@@ -5,6 +5,8 @@ Same process, same data, one torch thread. Each variant trains its own copy of t
 rotating order (A B C D, B C D A, ...), and the median step times are compared:
 
 * ``plain``     — zero_grad, forward, loss, backward, step, ``loss.item()``
+* ``plain-again`` — the same plain loop on a second copy: its "overhead" is the noise floor
+  of the measurement on this machine (an A/A comparison), printed beside the others
 * ``monitor``   — the same with ``nnrecipe.watch`` attached for the **whole run** (never
   detached between blocks: what a user's loop sees), ``overhead_budget=None`` (nothing
   governed), one ``w.step(loss)`` per step with the live checks
@@ -53,7 +55,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "demo CNN (digits, batch 64)": (DigitsCNN, (1, 8, 8)),
     "MLP ~10M params (batch 64)": (big_mlp, (784,)),
 }
-VARIANTS = ("plain", "monitor", "governed", "anomaly")
+VARIANTS = ("plain", "plain-again", "monitor", "governed", "anomaly")
 
 
 class Variant:
@@ -140,13 +142,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds for the CNN (the MLP gets 2/5 of them); default 30, --quick 4")
     args = ap.parse_args()
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")
     results = []
     for name, (make, shape) in CASES.items():
         small = "CNN" in name
-        rounds = (4 if args.quick else 30) if small else (2 if args.quick else 12)
+        cnn_rounds = args.rounds or (4 if args.quick else 30)
+        rounds = cnn_rounds if small else max(2, round(cnn_rounds * 2 / 5))
         steps = 80 if small else 40
         res = bench(name, make, shape, rounds, steps)
         results.append(res)
@@ -154,7 +159,8 @@ def main() -> None:
             ms, ov = res[f"{label}_median_step_ms"], res[f"{label}_overhead"]
             print(f"{name} [{label}]: {res['params'] / 1e6:.2f}M params, plain {ms['plain']:.2f} "
                   f"ms/step; monitor {ov['monitor']:+.1%}, governed {ov['governed']:+.1%}, "
-                  f"detect_anomaly {ov['anomaly']:+.1%}", flush=True)
+                  f"detect_anomaly {ov['anomaly']:+.1%} (A/A noise floor "
+                  f"{ov['plain-again']:+.1%})", flush=True)
         for k in ("monitor", "governed"):
             m = res[k]
             print(f"{name} [{k}]: inside the monitor {m['inside_monitor_ms']:.3f} ms/step "

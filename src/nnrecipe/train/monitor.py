@@ -487,18 +487,24 @@ class Monitor(Callback):
         parts = rows + [c.reshape(1).float() for _, c in cleared_dev]
         flat = torch.cat([t.to(parts[0].device) for t in parts]).to("cpu", torch.float64).numpy()
         p = len(self._params)
-        norms = np.full((n, p), np.nan)
-        missing = np.zeros((n, p), dtype=bool)  # tensors without a gradient (not NaN ones)
-        pos = 0
-        for i, idx in enumerate(self._row_present):
-            width = p if idx is None else len(idx)
-            if idx is None:
-                norms[i] = flat[pos:pos + width]
-            else:
-                missing[i] = True
-                missing[i, list(idx)] = False
-                norms[i, list(idx)] = flat[pos:pos + width]
-            pos += width
+        full = all(idx is None for idx in self._row_present)
+        if full:  # the usual case: every tensor had a gradient on every step
+            norms = flat[:n * p].reshape(n, p)
+            missing = np.zeros((n, p), dtype=bool)
+            pos = n * p
+        else:
+            norms = np.full((n, p), np.nan)
+            missing = np.zeros((n, p), dtype=bool)  # tensors without a gradient (not NaN ones)
+            pos = 0
+            for i, idx in enumerate(self._row_present):
+                width = p if idx is None else len(idx)
+                if idx is None:
+                    norms[i] = flat[pos:pos + width]
+                else:
+                    missing[i] = True
+                    missing[i, list(idx)] = False
+                    norms[i, list(idx)] = flat[pos:pos + width]
+                pos += width
         cleared = list(self._row_cleared_host)
         for (row, _), v in zip(cleared_dev, flat[pos:], strict=True):
             cleared[row] += int(v)
@@ -507,18 +513,22 @@ class Monitor(Callback):
         self._row_cleared_host, self._row_present = [], []
         rec, cfg = self._rec, self.config
         sq = np.where(missing, 0.0, np.square(norms))
-        layer = np.where((~missing).astype(float) @ self._onehot > 0,
-                         np.sqrt(sq @ self._onehot), np.nan)
+        has = ~missing
+        layer = np.where(has.astype(float) @ self._onehot > 0, np.sqrt(sq @ self._onehot), np.nan)
         total = np.sqrt(sq.sum(axis=1))
         rec.grad_arrivals.extend(arrivals)
         rec.grad_cleared.extend(cleared)
         self._stale_steps += sum(1 for a, c in zip(arrivals, cleared, strict=True) if a and not c)
-        for i, step in enumerate(steps):
-            if not np.all(np.isfinite(norms[i][~missing[i]])) and rec.nonfinite is None:
+        if rec.nonfinite is None:
+            bad_rows = np.nonzero((~np.isfinite(norms) & has).any(axis=1))[0]
+            if len(bad_rows):
+                i = int(bad_rows[0])
                 bad = sorted({int(self._owner[j]) for j in np.nonzero(~np.isfinite(norms[i]) &
-                                                                      ~missing[i])[0]})
-                self._on_nonfinite_grads(step, bad, drop=False)  # too late to drop it
-            if not (~missing[i]).any() or step % (cfg.grad_every * rec.grad.stride) != 0:
+                                                                      has[i])[0]})
+                self._on_nonfinite_grads(steps[i], bad, drop=False)  # too late to drop it
+        any_grad = has.any(axis=1)
+        for i, step in enumerate(steps):
+            if not any_grad[i] or step % (cfg.grad_every * rec.grad.stride) != 0:
                 continue
             stride = rec.grad.stride
             rec.grad_total.append(float(total[i]))
@@ -555,8 +565,10 @@ class Monitor(Callback):
         if not self._params:
             return None
         with torch.no_grad():
-            parts = [p.detach().reshape(-1)[idx].float().to(self.device)
-                     for p, idx in zip(self._params, self._sample_idx, strict=True)]
+            parts = [p.reshape(-1)[idx] for p, idx in zip(self._params, self._sample_idx,
+                                                           strict=True)]
+            if any(t.dtype != torch.float32 or t.device != self.device for t in parts):
+                parts = [t.float().to(self.device) for t in parts]
             return torch.cat(parts)
 
     def _measure_update(self, step: int, before: torch.Tensor) -> None:
@@ -912,7 +924,8 @@ def _norm_vector(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     them all; sparse gradients one by one)."""
     with torch.no_grad():
         try:
-            return torch.stack(torch._foreach_norm(list(tensors))).float()
+            out = torch.stack(torch._foreach_norm(list(tensors)))
+            return out if out.dtype == torch.float32 else out.float()
         except (RuntimeError, TypeError, NotImplementedError):
             pass
         dev = tensors[0].device
