@@ -707,3 +707,121 @@ def kws_executor_no_zero_grad(seed: int) -> Experiment:
                       optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), batch_size=32,
                       epochs=6, seed=seed, train_step=_step_without_zero_grad,
                       name="kws-no-zero-grad")
+
+
+class PrunableCNN(nn.Module):
+    """A small CNN of the kind NNI's pruning examples fine-tune (conv-bn-relu x2, linear)."""
+
+    def __init__(self, c1: int = 32, c2: int = 64) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1)
+        self.conv2, self.bn2 = nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2)
+        self.fc = nn.Linear(c2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.relu(self.bn2(self.conv2(x))).mean((2, 3))
+        return self.fc(x)
+
+
+def _speedup(model: PrunableCNN, keep: float = 0.5) -> None:
+    """What NNI's ModelSpeedup does after pruning: replace conv/bn/linear layers by smaller
+    ones holding the kept channels' weights (the L1-largest filters here)."""
+    k1, k2 = int(model.conv1.out_channels * keep), int(model.conv2.out_channels * keep)
+    i1 = model.conv1.weight.abs().sum((1, 2, 3)).topk(k1).indices.sort().values
+    i2 = model.conv2.weight.abs().sum((1, 2, 3)).topk(k2).indices.sort().values
+    small = PrunableCNN(k1, k2)
+    with torch.no_grad():
+        small.conv1.weight.copy_(model.conv1.weight[i1])
+        small.conv1.bias.copy_(model.conv1.bias[i1])
+        small.conv2.weight.copy_(model.conv2.weight[i2][:, i1])
+        small.conv2.bias.copy_(model.conv2.bias[i2])
+        for bn, big, idx in ((small.bn1, model.bn1, i1), (small.bn2, model.bn2, i2)):
+            bn.weight.copy_(big.weight[idx])
+            bn.bias.copy_(big.bias[idx])
+        small.fc.weight.copy_(model.fc.weight[:, i2])
+        small.fc.bias.copy_(model.fc.bias)
+    for name in ("conv1", "bn1", "conv2", "bn2", "fc"):
+        setattr(model, name, getattr(small, name))
+
+
+@bug(source="microsoft/nni#4521",
+     symptom="after pruning and speedup the model is fine-tuned but its parameters are not "
+             "updated: speedup replaced the layers, and the optimizer still held the old "
+             "ones (rebuilding the optimizer fixed it)",
+     cause=("params-not-in-optimizer", "params-not-updating"), mode="watch")
+def pruned_model_finetuned_with_old_optimizer(seed: int, watch_kwargs: dict[str, Any]) -> Any:
+    """NNI's prune-then-fine-tune flow: a CNN and its SGD optimizer (lr 0.01, momentum 0.9)
+    are built, the model is pruned and sped up (layers replaced by smaller copies), then
+    fine-tuned with the old optimizer; on the 8x8 digits."""
+    s = digits_images(seed)
+    loader, (Xv, yv) = loaders(s, 64, seed)
+    model = PrunableCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    _speedup(model)  # the bug: the optimizer is not rebuilt afterwards
+    crit = nn.CrossEntropyLoss()
+    with nnrecipe.watch(model, opt, **watch_kwargs) as w:
+        for _ in range(6):
+            model.train()
+            for x, y in loader:
+                opt.zero_grad()
+                loss = crit(model(x), y)
+                loss.backward()
+                opt.step()
+                w.step(loss)
+            w.epoch(val=_eval(model, Xv, yv, crit))
+    return w
+
+
+def _eval(model: nn.Module, Xv: torch.Tensor, yv: torch.Tensor, crit: Any) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        out = model(Xv)
+    return {"loss": float(crit(out, yv)), "accuracy": float((out.argmax(1) == yv).float().mean())}
+
+
+class NERTagger(nn.Module):
+    """HVPNeT-style tagger: an encoder (embedding + BiLSTM, the BERT stand-in) and an fc
+    emission layer on top."""
+
+    def __init__(self, vocab: int = 30, tags: int = 5, d: int = 32, hidden: int = 64) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.encoder = nn.LSTM(d, hidden, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden, tags)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.encoder(self.embed(x))[0])
+
+
+def _ner(seed: int, n: int = 1500, length: int = 16, vocab: int = 30, tags: int = 5
+         ) -> dict[str, Split]:
+    """Synthetic NER-like tagging: a word's tag is its preferred tag, shifted by one after
+    'trigger' words, with 5% label noise."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, vocab, size=(n, length))
+    pref = rng.integers(0, tags, size=vocab)
+    prev = np.concatenate([np.zeros((n, 1), dtype=np.int64), X[:, :-1]], axis=1)
+    y = np.where(prev % 3 == 0, (pref[X] + 1) % tags, pref[X])
+    noise = rng.random((n, length)) < 0.05
+    y[noise] = rng.integers(0, tags, size=int(noise.sum()))
+    return _split(X.astype(np.int64), y.astype(np.int64), seed)
+
+
+@bug(source="zjunlp/HVPNeT#5",
+     symptom="the parameters of the crf and fc layers are never added to the optimizer's "
+             "parameter list (the append after them is missing), so they are not trained",
+     cause=("params-not-in-optimizer", "params-not-updating"))
+def head_params_missing_from_optimizer(seed: int) -> Experiment:
+    """HVPNeT's optimizer setup: parameter groups collected module by module for the encoder,
+    the fc emission layer's group built but never appended; AdamW 1e-3 on the rest; a
+    BiLSTM tagger on synthetic NER-like sequences (the CRF replaced by per-token softmax)."""
+    s = _ner(seed)
+
+    def opt(params: Any) -> torch.optim.Optimizer:
+        groups = list(params)[:-2]  # fc.weight, fc.bias (registered last) never appended
+        return torch.optim.AdamW(groups, lr=1e-3)
+
+    return Experiment(model=NERTagger, train=s["train"], val=s["val"], loss=FlattenCE(),
+                      optimizer=opt, task="classification", batch_size=32, epochs=6,
+                      seed=seed, name="hvpnet-head-not-in-optimizer")
