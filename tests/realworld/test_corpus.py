@@ -98,7 +98,8 @@ def test_summary_counts() -> None:
     assert s["detected_pct"] == 100.0 and s["right_cause_pct"] == 50.0
 
 
-# Exact detectors (no statistics: a zeroed gradient is exactly zero), cheap cases.
+# Exact detectors (no statistics: a zeroed gradient is exactly zero), cheap cases; the
+# accumulation case fired its cause on seeds 0-9.
 @pytest.mark.parametrize("name", ["zero-grad-inside-accumulation"])
 def test_cheap_bug_is_detected_with_its_cause(name: str) -> None:
     if name not in CASES:
@@ -109,7 +110,8 @@ def test_cheap_bug_is_detected_with_its_cause(name: str) -> None:
 
 
 # Statistical: a healthy run must stay quiet whatever the seed. Seeds 0-9 checked with
-# `benchmarks/realworld.py --only tutorial-transformer-lm --seeds 10` (see the README table).
+# `benchmarks/realworld.py --only tutorial-transformer-lm --seeds 10`: no warning or error on
+# any seed (worst seed: nothing above info either), 14-27 s per run at load ~17.
 @pytest.mark.statistical
 def test_healthy_transformer_tutorial_is_quiet() -> None:
     r = _scorer().run_case("tutorial-transformer-lm", TEST_SEED)
