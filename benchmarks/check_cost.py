@@ -9,10 +9,17 @@ and CPU seconds (user + system of this process) are both printed: on a shared ma
 wall clock follows the load, the CPU time much less, and on an idle machine with one torch
 thread the two agree.
 
-Also printed: each stage's share, and one run of the real CLI on the demo (start-up,
-imports, data, skeleton, report) with one torch thread.
+Also printed: each stage's share, and the real CLI on the demo as whole processes (start-up,
+imports, data, skeleton, report) with one torch thread, interleaved with the *floor*: a
+process that does what the user's own training script must do anyway (import the experiment
+file, which imports torch and scikit-learn; build the model and the optimizer, whose first
+construction imports torch._dynamo; train one epoch). `check` minus the floor is what
+nnrecipe adds. With ``--before SRC`` the CLI also runs from another source tree (e.g. an
+older commit: ``git archive COMMIT src | tar -x -C /tmp/before``, then
+``--before /tmp/before/src``), interleaved with the current one: the before/after table.
 
-Run: .venv/bin/python benchmarks/check_cost.py [--repeats N] [--skip-cli] [--demo-only]
+Run: .venv/bin/python benchmarks/check_cost.py [--repeats N] [--cli-repeats N] [--skip-cli]
+     [--demo-only] [--before SRC]
 """
 
 from __future__ import annotations
@@ -121,19 +128,77 @@ def measure(name: str, make: callable, repeats: int) -> dict:
             "stages": med, "findings": loud}
 
 
-def cli_demo() -> tuple[float, float]:
-    """(wall, CPU of the child) seconds of the real CLI on the demo, one torch thread."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with tempfile.TemporaryDirectory() as out:
-        before = os.times()
-        start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "nnrecipe"), "check",
-                        str(ROOT / "src/nnrecipe/examples/digits.py"), "--out", out, "--quiet",
-                        "--fail-on", "never"], check=True, capture_output=True, env=env)
-        wall = time.perf_counter() - start
-        after = os.times()
+# What the user's own script does anyway: import the experiment file (torch, scikit-learn),
+# build the model and the optimizer (the first optimizer imports torch._dynamo), one epoch.
+FLOOR = """
+import importlib.util, sys, torch
+spec = importlib.util.spec_from_file_location("exp", sys.argv[1])
+mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+exp = mod.experiment()
+torch.manual_seed(exp.seed)
+model = exp.model()
+opt = exp.optimizer(model.parameters())
+X, y = (torch.as_tensor(a) for a in exp.train)
+for i in range(0, len(X), exp.batch_size):
+    opt.zero_grad()
+    loss = exp.loss(model(X[i:i + exp.batch_size]), y[i:i + exp.batch_size])
+    loss.backward()
+    opt.step()
+"""
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU of the child) seconds of one process."""
+    before, start = os.times(), time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    wall, after = time.perf_counter() - start, os.times()
     return wall, (after.children_user - before.children_user
                   + after.children_system - before.children_system)
+
+
+def cli_demo(src: str | None = None) -> tuple[float, float]:
+    """(wall, CPU of the child) seconds of the real CLI on the demo, one torch thread; from
+    the source tree ``src`` when given (put first on PYTHONPATH)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if src:
+        env["PYTHONPATH"] = src
+    with tempfile.TemporaryDirectory() as out:
+        return _timed([sys.executable, "-c", "from nnrecipe.cli import main; main()", "check",
+                       str(ROOT / "src/nnrecipe/examples/digits.py"), "--out", out, "--quiet",
+                       "--fail-on", "never"], env)
+
+
+def floor_demo() -> tuple[float, float]:
+    """(wall, CPU) seconds of the user's own script (FLOOR) on the demo."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return _timed([sys.executable, "-c", FLOOR, str(ROOT / "src/nnrecipe/examples/digits.py")],
+                  env)
+
+
+def cli_table(repeats: int, before: str | None) -> None:
+    """The whole processes, interleaved (floor, [before,] now, ...); medians."""
+    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "before": [], "now": []}
+    for i in range(repeats + 1):  # the first round warms the file cache: not counted
+        got = {"floor": floor_demo(), **({"before": cli_demo(before)} if before else {}),
+               "now": cli_demo()}
+        if i:
+            for k, v in got.items():
+                runs[k].append(v)
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+           for k, v in runs.items() if v}
+    print(f"\nWhole processes on the demo, one torch thread, medians of {repeats} interleaved "
+          "rounds:\n")
+    print("| process | wall | CPU | CPU above the floor |")
+    print("|---|---|---|---|")
+    labels = {"floor": "the user's own script (imports, model, optimizer, 1 epoch)",
+              "before": f"`nnrecipe check`, before ({before})", "now": "`nnrecipe check`"}
+    for k, (wall, cpu) in med.items():
+        extra = "" if k == "floor" else f"{cpu - med['floor'][1]:.1f} s"
+        print(f"| {labels[k]} | {wall:.1f} s | {cpu:.1f} s | {extra} |")
+    if before:
+        ratios = [n[1] / b[1] for n, b in zip(runs["now"], runs["before"], strict=True)]
+        print(f"\nCPU now / before, pair by pair: median {statistics.median(ratios):.3f} "
+              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
 
 
 def main() -> None:
@@ -141,9 +206,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-cli", action="store_true")
     parser.add_argument("--demo-only", action="store_true", help="skip the 5M-parameter CNN")
+    parser.add_argument("--cli-repeats", type=int, default=3)
+    parser.add_argument("--before", help="a source tree (its src/) to time the CLI from too")
+    parser.add_argument("--cli-only", action="store_true", help="only the whole processes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load0 = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    if args.cli_only:
+        cli_table(args.cli_repeats, args.before)
+        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"\n{os.cpu_count()} CPUs; load average (1, 5, 15 min) at the start: {load0}; "
+              f"at the end: {load}")
+        return
     rows = [measure("digits demo (CNN)", digits.experiment, args.repeats)]
     if not args.demo_only:
         rows.append(measure("5M-parameter CNN, 3x32x32", cnn5m_experiment,
@@ -160,9 +234,7 @@ def main() -> None:
               f"{r['stages'].get('data', 0.0):.1f} s | {sk:.1f} s | "
               f"{sk / r['epoch_s']:.1f} | {', '.join(r['findings']) or 'none'} |")
     if not args.skip_cli:
-        wall, cpu = cli_demo()
-        print(f"\n`nnrecipe check` on the demo, the whole CLI process, one torch thread: "
-              f"{wall:.1f} s wall, {cpu:.1f} s CPU")
+        cli_table(args.cli_repeats, args.before)
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"\n{os.cpu_count()} CPUs; load average (1, 5, 15 min) at the start: {load0}; "
           f"at the end: {load}")
