@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+import nnrecipe
 from nnrecipe import Experiment
 
 from .registry import bug
@@ -664,3 +665,94 @@ def softmax_single_unit(seed: int) -> Experiment:
     return Experiment(model=model, train=(X[tr], y[tr]), val=(X[va], y[va]), loss=nn.MSELoss(),
                       optimizer=opt, batch_size=16, epochs=5, seed=seed,
                       task="classification", name="softmax-single-unit")
+
+
+# ------------------------------------------------------- parameters the optimizer does not hold
+
+
+class _Tagger(nn.Module):
+    """HVPNeT's NER tagger, reduced: an encoder, then the fc emission layer (registered last)."""
+
+    def __init__(self, vocab: int, tags: int, dim: int = 32) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.encoder = nn.GRU(dim, dim, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * dim, tags)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.encoder(self.emb(x))
+        return self.fc(h).transpose(1, 2)  # (N, tags, T)
+
+
+@bug(source="zjunlp/HVPNeT#5",
+     symptom="the training script builds optimizer parameter groups by hand and never appends "
+             "the group holding the crf and fc parameters, so those layers are not trained "
+             "(the maintainers confirmed and had fixed it locally)",
+     cause=("params-not-in-optimizer",))
+def head_left_out_of_optimizer(seed: int) -> Experiment:
+    """Token tagging (the tag of a token depends on it and its left neighbour): the optimizer
+    receives every parameter group except the emission layer's (fc), which keeps its random
+    initialisation."""
+    rng = np.random.default_rng(seed)
+    vocab, tags, n, T = 40, 5, 700, 12
+    X = rng.integers(0, vocab, size=(n, T))
+    prev = np.concatenate([np.zeros((n, 1), dtype=X.dtype), X[:, :-1]], axis=1)
+    Y = ((X + prev) % tags).astype(np.int64)
+    tr, va = _split(n, rng)
+
+    def optimizer(params: Any) -> torch.optim.Optimizer:
+        groups = list(params)
+        # the bug: the last group (fc weight and bias) is built but never appended
+        return torch.optim.AdamW(groups[:-2], lr=3e-3)
+
+    return Experiment(model=lambda: _Tagger(vocab, tags), train=(X[tr], Y[tr]),
+                      val=(X[va], Y[va]), loss=nn.CrossEntropyLoss(), optimizer=optimizer,
+                      batch_size=32, epochs=5, seed=seed, task="classification",
+                      name="head-left-out-of-optimizer")
+
+
+@bug(source="microsoft/nni#4521",
+     symptom="after pruning and ModelSpeedup replaced the layers with smaller ones, "
+             "fine-tuning did not update the parameters: the optimizer still held the "
+             "replaced layers' tensors (fixed by building a new optimizer)",
+     cause=("params-not-in-optimizer",), mode="watch")
+def optimizer_kept_after_layers_replaced(seed: int, watch_kwargs: dict[str, Any]) -> Any:
+    """A digits MLP pruned after its optimizer was built: the hidden layer is replaced by a
+    smaller copy of its kept units (and the next layer by the matching slice), then fine-tuned
+    with the old optimizer under ``nnrecipe.watch``."""
+    rng = np.random.default_rng(seed)
+    X, y = _digits()
+    X = ((X / 16.0 - 0.5) / 0.5).reshape(len(y), -1)
+    tr, va = _split(len(y), rng)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    # "speedup": keep the 96 hidden units with the largest weight norms, in new modules
+    keep = model[0].weight.norm(dim=1).argsort(descending=True)[:96].sort().values
+    small0, small2 = nn.Linear(64, 96), nn.Linear(96, 10)
+    with torch.no_grad():
+        small0.weight.copy_(model[0].weight[keep])
+        small0.bias.copy_(model[0].bias[keep])
+        small2.weight.copy_(model[2].weight[:, keep])
+        small2.bias.copy_(model[2].bias)
+    model[0], model[2] = small0, small2  # the bug: `opt` still holds the old tensors
+    loader = DataLoader(TensorDataset(torch.as_tensor(X[tr]), torch.as_tensor(y[tr])),
+                        batch_size=32, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+    Xv, yv = torch.as_tensor(X[va]), torch.as_tensor(y[va])
+    ce = nn.CrossEntropyLoss()
+    with nnrecipe.watch(model, opt, **watch_kwargs) as w:
+        for _ in range(4):
+            model.train()
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss = ce(model(xb), yb)
+                loss.backward()
+                opt.step()
+                w.step(loss)
+            model.eval()
+            with torch.no_grad():
+                out = model(Xv)
+                w.epoch(val={"loss": float(ce(out, yv)),
+                             "accuracy": float((out.argmax(1) == yv).float().mean())})
+    return w
