@@ -21,17 +21,28 @@ What is a finding:
 
 The fix for both: bfloat16 (the exponent range of float32, no scaler needed), keep the loss and
 softmax/log-sums in float32, or a lower learning rate.
+
+The train stage's own precision: :func:`training_autocast` runs the enclosed training steps
+under ``torch.autocast`` for ``options["precision"]`` (``"bf16"``; ``"fp32"``/None: plain
+float32). ``"fp16"`` is refused with one line: the stage's steps (the built-in one, or a
+user's ``train_step``) apply no GradScaler, and float16 gradients without one underflow
+silently; a float16 loop belongs in the user's own code under ``watch(..., scaler=...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Declared
+from nnrecipe.errors import ConfigurationError
+
+if TYPE_CHECKING:  # the verdicts are pure; torch is imported where autocast is entered
+    import torch
 
 # Reasoning: the scale exists to lift gradients above float16's smallest normal (6.1e-5); at
 # 1 or below it lifts nothing, so a scale that has fallen that far has collapsed.
@@ -162,3 +173,62 @@ def precision_findings(rec: Any, findings: list[Finding]) -> tuple[list[Finding]
         else:
             out.insert(0, f)
     return out, {"loss-scale-collapse": sv, "fp16-overflow": ov}
+
+
+# ``options["precision"]`` values (the names Lightning and Hugging Face users already type) and
+# the autocast dtype each means (a torch attribute name); None: no autocast (float32).
+PRECISIONS: dict[str, str | None] = {
+    "fp32": None, "float32": None, "32": None, "32-true": None,
+    "bf16": "bfloat16", "bfloat16": "bfloat16", "bf16-mixed": "bfloat16",
+    "fp16": "float16", "float16": "float16", "16": "float16", "16-mixed": "float16"}
+
+
+def precision_dtype(spec: Any) -> torch.dtype | None:
+    """The autocast dtype that ``options["precision"]`` names (None: float32); a
+    :class:`ConfigurationError` (one line, exit 2) for a name it does not know."""
+    import torch
+
+    if spec is None:
+        return None
+    key = (str(spec).removeprefix("torch.") if isinstance(spec, torch.dtype)
+           else str(spec).strip().lower())
+    if key not in PRECISIONS:
+        raise ConfigurationError(f"options['precision'] must be one of "
+                                 f"{', '.join(sorted(PRECISIONS))}; got {spec!r}")
+    name = PRECISIONS[key]
+    return None if name is None else getattr(torch, name)
+
+
+@contextlib.contextmanager
+def training_autocast(spec: Any, device: torch.device | str = "cpu"
+                      ) -> Iterator[torch.dtype | None]:
+    """Run the enclosed training steps under ``torch.autocast(device, dtype)`` for
+    ``options["precision"]``; yields the dtype (None: float32, nothing changed). The monitor
+    records it (``Recording.precision``), so the mixed-precision rules apply. The context may
+    span a whole ``fit()``: autocast's weight cache is off (a cached copy would be stale after
+    the first update), and the optimizers' elementwise updates are not autocast ops.
+
+    Raises :class:`ConfigurationError` before anything runs for float16 (no GradScaler in the
+    stage's steps: gradients would underflow silently; bfloat16 needs none) and for a device
+    without autocast."""
+    import torch
+
+    dtype = precision_dtype(spec)
+    if dtype is None:
+        yield None
+        return
+    device_type = torch.device(device).type
+    if dtype is torch.float16:
+        raise ConfigurationError(
+            "options['precision']='fp16' needs a GradScaler, which the train stage's steps do "
+            "not apply (float16 gradients underflow silently without one): use 'bf16' "
+            "(float32's exponent range, no scaler needed), or train float16 in your own loop "
+            "under nnrecipe.watch(model, optimizer, scaler=torch.amp.GradScaler())")
+    if not torch.amp.is_autocast_available(device_type):
+        raise ConfigurationError(f"options['precision']={spec!r}: torch.autocast is not "
+                                 f"available on the {device_type!r} device")
+    # cache_enabled=False: this context spans many steps, and autocast's cache of low-precision
+    # weight copies lives until the context exits, so with it every forward after the first
+    # would use the first step's weights (measured: a toy MLP did not learn at all in bf16)
+    with torch.autocast(device_type, dtype=dtype, cache_enabled=False):
+        yield dtype
