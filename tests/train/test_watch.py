@@ -192,3 +192,50 @@ def test_lightning_callback_on_a_real_trainer(tmp_path: Path) -> None:
 
     cb, _ = fit(-3.0, tmp_path / "dead")
     assert "dead-relu" in {f.code for f in cb.watcher.findings}
+
+
+def test_lightning_forgotten_zero_grad_and_declared_accumulation() -> None:
+    """Manual optimization without ``opt.zero_grad()``: ``grads-not-zeroed`` is named first
+    and its symptoms are folded into it; ``accumulate_grad_batches=2`` (Lightning zeroes
+    after each optimizer step): quiet, and steps are counted per optimizer step."""
+    lightning = pytest.importorskip("lightning.pytorch")
+    from nnrecipe.train.lightning import NNRecipeCallback
+
+    X, y = data()
+
+    class Module(lightning.LightningModule):
+        def __init__(self, manual: bool) -> None:
+            super().__init__()
+            self.net = deep_mlp(10, 3, depth=2)
+            self.automatic_optimization = not manual
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], i: int) -> torch.Tensor:
+            loss = nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+            if not self.automatic_optimization:  # the user's manual step, zero_grad forgotten
+                opt = self.optimizers()
+                self.manual_backward(loss)
+                opt.step()
+            return loss
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+    def fit(manual: bool, accumulate: int) -> NNRecipeCallback:
+        torch.manual_seed(0)
+        cb = NNRecipeCallback(on_finding=lambda f: None)
+        train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X[:192], y[:192]),
+                                            batch_size=16)
+        trainer = lightning.Trainer(max_epochs=4, accelerator="cpu", enable_progress_bar=False,
+                                    logger=False, enable_checkpointing=False,
+                                    enable_model_summary=False, accumulate_grad_batches=accumulate,
+                                    callbacks=[cb])
+        trainer.fit(Module(manual), train)
+        return cb
+
+    cb = fit(manual=True, accumulate=1)
+    loud = [f for f in cb.watcher.findings if f.severity >= Severity.WARNING]
+    assert loud and loud[0].code == "grads-not-zeroed"
+    cb = fit(manual=False, accumulate=2)
+    rec = cb.watcher.recording
+    assert rec.optimizer_steps == 24 and len(rec.loss) == 24 and rec.accumulate == 2
+    assert [f.code for f in cb.watcher.findings if f.severity >= Severity.WARNING] == []
