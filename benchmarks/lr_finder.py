@@ -399,7 +399,9 @@ def replay_pick(rec: dict) -> float:
     if rec.get("method") != "validated" or not runs:
         return float(rec["suggested"])
     run_steps = max(r["steps"] for r in rec["runs"])
-    h = carry_to_horizon(rec["short_rate"], runs, run_steps, rec["horizon_steps"])
+    noise = rec.get("noise")
+    h = carry_to_horizon(rec["short_rate"], runs, run_steps, rec["horizon_steps"],
+                         float(noise) if isinstance(noise, (int, float)) else math.nan)
     return h.rate if h is not None else float(rec["short_rate"])
 
 
@@ -531,6 +533,16 @@ def report(results: list[HorizonResult], seconds: dict[str, float]) -> None:
         print(f"| **{horizon} epochs: median / worst (task, seed)** | | | | "
               + " | ".join(f"**{a:.2f}** / {b:.2f}" for a, b in zip(med, worst, strict=True))
               + " |")
+    print("\nLike for like, every method's picks read off the grid (interpolated(): never "
+          "better than the grid's best), median / worst (task, seed):\n")
+    print("| horizon | " + " | ".join(f"`{m}`" for m in METHODS) + " |")
+    print("|---|" + "---|" * len(METHODS))
+    for horizon in sorted({r.horizon for r in results}):
+        rs = [r for r in results if r.horizon == horizon]
+        read = {m: [interpolated(r.grid, lr) / r.grid_best for r in rs for lr in r.suggestions[m]]
+                for m in METHODS}
+        print(f"| {horizon} epochs | " + " | ".join(
+            f"{np.median(v):.2f} / {max(v):.2f}" for v in read.values()) + " |")
     print("\nSuggested rates (per finder seed):\n")
     print("| task | epochs | " + " | ".join(f"`{m}`" for m in METHODS) + " |")
     print("|---|---|" + "---|" * len(METHODS))

@@ -7,9 +7,11 @@ import pytest
 
 from nnrecipe.overfit.lr_range import (
     MAX_HORIZON_DECADES,
+    STILL_FALLING_EXPONENT,
     ShortRun,
     Sweep,
     best_step,
+    bottomed_out,
     checkpoint_steps,
     decide_confidence,
     diverged,
@@ -168,20 +170,33 @@ def test_checkpoints_and_the_step_where_a_rate_does_best() -> None:
     assert best_step(runs, 1e-1) is None and best_step(runs, 5e-2) is None
 
 
-def test_the_rate_is_carried_to_the_horizon_as_one_over_steps() -> None:
-    # the short runs' best point is 1e-2 for 50 steps: a run of 500 steps reaches it at 1e-3
-    h = horizon_rate(1e-2, 50, 100, 500)
+def test_the_rate_is_carried_to_the_horizon_by_its_regime() -> None:
+    # bottomed out: the short runs' best point is 1e-2 for 50 steps, a run of 500 steps
+    # reaches it at 1e-3 (progress matching)
+    h = horizon_rate(1e-2, 50, 100, 500, bottomed=True)
     assert h is not None and h.rate == pytest.approx(1e-3) and not h.capped
-    assert "500 steps" in h.reason() and "1/steps" in h.reason()
-    still_falling = horizon_rate(1e-2, None, 100, 400)  # no checkpoints: the runs' length
-    assert still_falling is not None and still_falling.rate == pytest.approx(2.5e-3)
+    assert h.regime == "bottomed out" and "500 steps" in h.reason() and "step 50" in h.reason()
+    # still falling at the end: only the extra steps' noise, (100 / 400) ** 0.5
+    still = horizon_rate(1e-2, 100, 100, 400, bottomed=False)
+    assert still is not None and still.rate == pytest.approx(5e-3) and "still" in still.reason()
+    assert horizon_rate(1e-2, 50, 100, 400, bottomed=False).rate == pytest.approx(5e-3)
+    no_checkpoints = horizon_rate(1e-2, None, 100, 400)  # the runs' length: still falling
+    assert no_checkpoints is not None and no_checkpoints.rate == pytest.approx(5e-3)
     at_horizon = horizon_rate(1e-2, 50, 100, 80)  # runs as long as the experiment's
     assert at_horizon is not None and at_horizon.rate == 1e-2 and "as long as" in \
         at_horizon.reason()
-    far = horizon_rate(1e-2, 100, 100, 10**6)  # never more than the cap below the short rate
+    far = horizon_rate(1e-2, 10, 100, 10**6)  # never more than the cap below the short rate
     assert far is not None and far.capped
     assert far.rate == pytest.approx(1e-2 * 10 ** -MAX_HORIZON_DECADES)
     assert horizon_rate(1e-2, 50, 100, None) is None  # the horizon unknown
+
+
+def test_bottomed_out_needs_a_rise_above_the_margin_and_the_noise() -> None:
+    assert bottomed_out({25: 0.5, 50: 0.3, 100: 0.4})  # 33% above its minimum
+    assert not bottomed_out({25: 0.5, 50: 0.3, 100: 0.301})  # within BOTTOM_MARGIN
+    assert not bottomed_out({25: 0.5, 50: 0.3, 100: 0.33}, noise=0.2)  # within the noise
+    assert not bottomed_out({25: 0.5, 100: 0.3})  # still falling
+    assert not bottomed_out({}) and not bottomed_out({100: 0.3})
 
 
 class HorizonProbe(FakeProbe):
@@ -202,7 +217,9 @@ def test_find_lr_suggests_the_rate_for_the_experiments_horizon() -> None:
     assert res.horizon is not None and res.horizon.steps == 1000
     assert res.short_rate == pytest.approx(find_lr(FakeProbe([3e-2, 4e-2, 2.5e-2], 3e-3,
                                                              noise=0.002)).suggested)
-    assert res.suggested == pytest.approx(res.short_rate / 10)  # best at step 100 of 100
+    # still falling at step 100 of 100: (100 / 1000) ** 0.5
+    assert res.suggested == pytest.approx(res.short_rate * 0.1 ** STILL_FALLING_EXPONENT)
+    assert res.horizon.regime == "still falling"
     assert res.low <= res.suggested <= res.high < res.short_rate
     assert "the experiment trains 1000 steps" in res.reasons[0]
     state = res.to_state()

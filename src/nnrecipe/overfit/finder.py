@@ -40,10 +40,12 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
     of the median edge (``method="sweep"``, measurably worse: see the README).
     ``train_step(model, batch, loss, optimizer) -> loss`` replaces the built-in step.
 
-    ``epochs``: how long you will train (at a constant rate). The best rate depends on it —
-    it falls roughly as 1/steps — so with ``epochs`` the suggestion is carried from the
-    short runs to your run's length (``res.horizon``; ``res.short_rate`` is the best rate for
-    the short runs themselves). Without it, the suggestion is for ``run_steps`` steps.
+    ``epochs``: how long you will train (at a constant rate). The best rate depends on it:
+    it falls with the run's length, as 1/steps where the short runs already overfit, as
+    1/sqrt(steps) where they were still improving; so with ``epochs`` the suggestion is
+    carried from the short runs to your run's length (``res.horizon`` says how and why;
+    ``res.short_rate`` is the best rate for the short runs themselves). Without it, the
+    suggestion is for ``run_steps`` steps.
 
     The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
     the global RNG state are restored afterwards, whatever happens. torch's intra-op threads

@@ -63,9 +63,22 @@ RANGE_TOLERANCE = 0.05
 SPREAD_HIGH = 0.5
 SPREAD_LOW = 1.0
 # The horizon rule (horizon_rate) never moves the rate more than this many decades below the
-# short runs' best: 1/steps was measured up to ~8x the runs' length (README); further out it
-# is an extrapolation, and a rate 30x lower than any validated one is not suggested blind.
+# short runs' best: further out it is an extrapolation, and a rate 30x lower than any
+# validated one is not suggested blind.
 MAX_HORIZON_DECADES = 1.5
+# The horizon rule has two regimes, told apart by the held-out curve of the short runs at
+# their best rate. It *bottomed out*: its end is above its minimum by more than
+# BOTTOM_MARGIN (relative) and the run-to-run noise; then a longer run overfits (or bounces)
+# at that rate, and the rate is carried by progress matching (rate x steps). Otherwise it was
+# *still falling*: a longer run keeps improving at that rate and the rate only needs to come
+# down as far as the extra steps' noise asks: (run_steps / steps) ** STILL_FALLING_EXPONENT.
+# Measured (benchmarks/lr_finder.py, README): on the digits CNN, still falling at 100 steps,
+# the best constant rate for 340 steps is the 100-step best or 0.25 decade lower (1/steps put
+# it 0.55 decade lower: 1.5x the grid's best loss); on the breast-cancer MLP, which bottoms
+# out, progress matching was within 1.21x. 0.5 is the square-root law of a noise-limited
+# run (loss ~ a/(rate steps) + c rate: the best rate ~ steps^-1/2).
+BOTTOM_MARGIN = 0.02
+STILL_FALLING_EXPONENT = 0.5
 
 
 # --------------------------------------------------------------------------- measuring
@@ -374,18 +387,33 @@ def plausible_range(tried: dict[float, float], tolerance: float) -> tuple[float,
     return float(10 ** walk(-1)), float(10 ** walk(+1))
 
 
-def best_step(runs: Sequence[ShortRun], lr: float) -> int | None:
-    """The checkpoint (steps done) at which the held-out loss of the runs at ``lr`` is lowest
-    (their mean over seeds, at the checkpoints every run has); None without checkpoints."""
+def held_out_curve(runs: Sequence[ShortRun], lr: float) -> dict[int, float]:
+    """The held-out loss of the runs at ``lr`` at each checkpoint (steps done), the mean over
+    seeds at the checkpoints every run has; empty without checkpoints or when one diverged."""
     curves = [dict(r.checkpoints) for r in runs if r.lr == lr and r.checkpoints
               and math.isfinite(r.val_loss)]
     if not curves:
-        return None
+        return {}
     common = sorted(set.intersection(*(set(c) for c in curves)))
-    if not common:
-        return None
-    means = [float(np.mean([c[t] for c in curves])) for t in common]
-    return int(common[int(np.argmin(means))])
+    return {int(t): float(np.mean([c[t] for c in curves])) for t in common}
+
+
+def best_step(runs: Sequence[ShortRun], lr: float) -> int | None:
+    """The checkpoint (steps done) at which the held-out loss of the runs at ``lr`` is lowest
+    (their mean over seeds, at the checkpoints every run has); None without checkpoints."""
+    curve = held_out_curve(runs, lr)
+    return min(curve, key=curve.__getitem__) if curve else None
+
+
+def bottomed_out(curve: dict[int, float], noise: float = math.nan) -> bool:
+    """The held-out curve ends clearly above its minimum: more than BOTTOM_MARGIN and more
+    than the run-to-run noise (relative) above it."""
+    if len(curve) < 2:
+        return False
+    low = min(curve.values())
+    end = curve[max(curve)]
+    margin = max(BOTTOM_MARGIN, noise if math.isfinite(noise) else 0.0)
+    return end - low > margin * max(abs(low), 1e-12)
 
 
 @dataclass
@@ -398,47 +426,65 @@ class Horizon:
     best_step: int  # where that rate's held-out loss bottomed out in the short runs
     rate: float  # the rate for ``steps``
     capped: bool  # the shift hit MAX_HORIZON_DECADES
+    regime: str = "same length"  # "same length" | "bottomed out" | "still falling"
 
     def reason(self) -> str:
         if self.steps <= self.run_steps:
             return (f"the short runs were as long as the experiment's run ({self.steps} steps): "
                     f"their best rate is the suggestion")
-        return (f"the experiment trains {self.steps} steps, the short runs {self.run_steps}: a "
-                f"constant-rate run gets about as far as rate x steps, so the short runs' best "
-                f"point ({self.short_rate:.3g} for {self.best_step} steps) is reached by step "
-                f"{self.steps} at {self.rate:.3g}, with less step noise on the way (the best "
-                f"rate falls about as 1/steps with the horizon: measured, README)"
+        head = (f"the experiment trains {self.steps} steps at a constant rate, the short runs "
+                f"{self.run_steps}: ")
+        if self.regime == "bottomed out":
+            body = (f"at their best rate {self.short_rate:.3g} the held-out loss bottomed out at "
+                    f"step {self.best_step} and rose after it, so a longer run would overfit "
+                    f"there; a constant-rate run gets about as far as rate x steps, so the "
+                    f"rate that reaches that point by step {self.steps} is {self.rate:.3g}")
+        else:
+            body = (f"at their best rate {self.short_rate:.3g} the held-out loss was still "
+                    f"falling at their end, so a longer run keeps improving and the rate comes "
+                    f"down only for the extra steps' noise: x (run steps / steps)^"
+                    f"{STILL_FALLING_EXPONENT:g} = {self.rate:.3g}")
+        return (head + body + " (measured against longer runs: README)"
                 + (f"; the shift is capped at {MAX_HORIZON_DECADES:g} decades" if self.capped
                    else ""))
 
 
-def horizon_rate(short_rate: float, best: int | None, run_steps: int, steps: int | None
-                 ) -> Horizon | None:
+def horizon_rate(short_rate: float, best: int | None, run_steps: int, steps: int | None,
+                 bottomed: bool = True) -> Horizon | None:
     """Carry the best rate of runs ``run_steps`` long to a run of ``steps`` (pure rule).
 
-    A constant-rate run's progress goes roughly as rate x steps (each Adam or SGD step moves
-    the weights by about the rate), and of two runs at the same progress the one with the
-    lower rate has less step noise: so the rate that reaches, by ``steps``, the point where
-    the short runs did best (``short_rate`` for ``best`` steps) is
-    ``short_rate * best / steps``. Measured on the benchmark tasks (README): the grid's best
-    rate falls 1/steps-like from 3 to 20 epochs. None when the horizon is unknown."""
+    ``bottomed`` (:func:`bottomed_out`): the short runs' held-out loss at ``short_rate``
+    reached its minimum at step ``best`` and rose after it. Then progress matching: a
+    constant-rate run's progress goes roughly as rate x steps (each Adam or SGD step moves
+    the weights by about the rate), so the rate that reaches, by ``steps``, the point where
+    the short runs did best is ``short_rate * best / steps``, with less step noise on the way.
+    Otherwise (still falling) ``short_rate * (run_steps / steps) ** STILL_FALLING_EXPONENT``.
+    Never more than MAX_HORIZON_DECADES below ``short_rate``. None when the horizon is
+    unknown."""
     if steps is None or not math.isfinite(short_rate):
         return None
-    if steps <= run_steps:
-        return Horizon(steps, run_steps, short_rate, best or run_steps, short_rate, False)
     point = best or run_steps
-    rate = short_rate * point / steps
+    if steps <= run_steps:
+        return Horizon(steps, run_steps, short_rate, point, short_rate, False)
+    if bottomed and point < run_steps:
+        rate, regime = short_rate * point / steps, "bottomed out"
+    else:
+        rate, regime = short_rate * (run_steps / steps) ** STILL_FALLING_EXPONENT, \
+            "still falling"
     floor = short_rate * 10 ** -MAX_HORIZON_DECADES
-    return Horizon(steps, run_steps, short_rate, point, max(rate, floor), rate < floor)
+    return Horizon(steps, run_steps, short_rate, point, max(rate, floor), rate < floor, regime)
 
 
 def carry_to_horizon(short_rate: float, runs: Sequence[ShortRun], run_steps: int | None,
-                     steps: int | None) -> Horizon | None:
+                     steps: int | None, noise: float = math.nan) -> Horizon | None:
     """The horizon rule applied to what the short runs recorded (pure: the benchmark replays
-    it on recorded runs). None when the runs' or the experiment's length is unknown."""
+    it on recorded runs). ``noise``: the relative run-to-run noise of the held-out loss. None
+    when the runs' or the experiment's length is unknown."""
     if not run_steps:
         return None
-    return horizon_rate(short_rate, best_step(runs, short_rate), run_steps, steps)
+    curve = held_out_curve(runs, short_rate)
+    best = min(curve, key=curve.__getitem__) if curve else None
+    return horizon_rate(short_rate, best, run_steps, steps, bottomed_out(curve, noise))
 
 
 @dataclass
@@ -576,7 +622,7 @@ def find_lr(probe: Probe, *, repeats: int = 3, start_lr: float = DEFAULT_START_L
                       f"among {len(finite)} short runs at rates from {ranked[0]:.2g} to "
                       f"{ranked[-1]:.2g} (median sweep edge {edge:.3g})")
     h = carry_to_horizon(best, runs, getattr(probe, "run_steps", None),
-                         getattr(probe, "horizon_steps", None))
+                         getattr(probe, "horizon_steps", None), noise)
     if h is None or h.rate == best:
         if h is not None:
             reasons.insert(0, h.reason())
