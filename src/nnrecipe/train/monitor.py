@@ -235,10 +235,10 @@ class Monitor(Callback):
         self._stretch = 1
         self.seconds_spent = 0.0  # wall time in the hooks and live checks, all told
         self.step_seconds: float | None = None  # typical wall time of one step (pauses capped)
-        self._own = 0.0
+        self._optional = 0.0  # time in the optional measurements since the last step hook
         self._last_hook: float | None = None
         self._intervals: list[float] = []
-        self._own_window: list[float] = []
+        self._optional_window: list[float] = []
 
     # ------------------------------------------------------------------ attaching
     @property
@@ -363,7 +363,9 @@ class Monitor(Callback):
         step = self._rec.optimizer_steps
         self._measure_grads(step)
         if step % (self.config.update_every * max(self._stretch, self._rec.update.stride)) == 0:
+            t1 = time.perf_counter()
             self._pre_samples = self._gather_samples()
+            self._optional += time.perf_counter() - t1
         self._spend(time.perf_counter() - t0)
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -380,6 +382,7 @@ class Monitor(Callback):
         if self._act_modules and rec.optimizer_steps % (
                 self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
+        self._optional += time.perf_counter() - t0
         if len(self._rows) >= self.config.sync_every:
             self._flush_grads()
         self._spend(time.perf_counter() - t0)
@@ -389,34 +392,34 @@ class Monitor(Callback):
         self._spend(seconds)
 
     def _spend(self, seconds: float) -> None:
-        self._own += seconds
         self.seconds_spent += seconds
 
     def _govern(self, now: float) -> None:
         """Keep the optional measurements within ``overhead_budget`` of the step time.
 
-        Every ``GOVERNOR_WINDOW`` steps the monitor's own time is compared with the time of
-        those steps, each measured from one step hook to the next while attached (attach()
+        Every ``GOVERNOR_WINDOW`` steps the time of the optional measurements (update ratios,
+        activations: the only work the governor can stretch; the gradient norms, the guard and
+        the live checks have their own rules) is compared with the time of those steps, each measured from one step hook to the next while attached (attach()
         starts afresh, so time detached or spent by other code between blocks is never a
         step) and capped at ``PAUSE_FACTOR`` x the window's median (a validation pass or a
         checkpoint is not a training step). Over budget: the update-ratio and activation
         schedules are stretched x2; well under: shrunk back."""
         last, self._last_hook = self._last_hook, now
         if last is None:
-            self._own = 0.0
+            self._optional = 0.0
             return
         x = now - last
         self._intervals.append(x)
         ema = self.step_seconds
         self.step_seconds = x if ema is None else 0.9 * ema + 0.1 * min(x, PAUSE_FACTOR * ema)
-        self._own_window.append(self._own)
-        self._own = 0.0
+        self._optional_window.append(self._optional)
+        self._optional = 0.0
         if len(self._intervals) < GOVERNOR_WINDOW:
             return
         cap = PAUSE_FACTOR * float(np.median(self._intervals))
         step_time = sum(min(x, cap) for x in self._intervals)
-        share = sum(self._own_window) / max(step_time, 1e-9)
-        self._intervals, self._own_window = [], []
+        share = sum(self._optional_window) / max(step_time, 1e-9)
+        self._intervals, self._optional_window = [], []
         budget = self.config.overhead_budget
         if not budget:
             return
@@ -619,10 +622,14 @@ class Monitor(Callback):
             if not module.training or not torch.is_grad_enabled() \
                     or not isinstance(output, torch.Tensor):
                 return
+            t0 = time.perf_counter()
             call = self._act_calls.get(name, 0)
             self._act_calls[name] = call + 1
             with torch.no_grad():
                 self._act_values[(name, call)] = _activation_stats(output.detach(), kind)
+            spent = time.perf_counter() - t0
+            self._optional += spent
+            self._spend(spent)
         return hook
 
     def _collect_activations(self, step: int) -> None:
