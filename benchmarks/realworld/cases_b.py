@@ -756,3 +756,30 @@ def optimizer_kept_after_layers_replaced(seed: int, watch_kwargs: dict[str, Any]
                 w.epoch(val={"loss": float(ce(out, yv)),
                              "accuracy": float((out.argmax(1) == yv).float().mean())})
     return w
+
+
+@bug(source="dotnet/docs#17721",
+     symptom="AutoML on the restaurant-violations sample reaches 100% accuracy: the "
+             "violation_description column alone gives the risk category, and the 53,974 rows "
+             "hold only 363 distinct ones",
+     cause=("shortcut-feature", "data-duplicates", "split-leakage"))
+def label_given_away_by_a_column(seed: int) -> Experiment:
+    """Restaurant inspections: a label-encoded violation type (65 types, each with one risk
+    category) beside a few weak numeric columns; 363 distinct rows repeated to 1,500, split
+    at random."""
+    rng = np.random.default_rng(seed)
+    n_types, n_unique = 65, 363
+    risk_of_type = rng.integers(0, 3, size=n_types)
+    vtype = rng.integers(0, n_types, size=n_unique)
+    other = rng.normal(size=(n_unique, 5))  # inspection score, business size, ...
+    X_u = np.column_stack([vtype, other]).astype(np.float32)
+    y_u = risk_of_type[vtype].astype(np.int64)
+    rows = rng.integers(0, n_unique, size=1500)  # the sample file repeats its rows
+    X, y = X_u[rows], y_u[rows]
+    tr, va = _split(len(y), rng)
+    Xtr, Xva = _standardise(X[tr], X[va])
+    model = lambda: nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 64),  # noqa: E731
+                                  nn.ReLU(), nn.Linear(64, 3))
+    return Experiment(model=model, train=(Xtr, y[tr]), val=(Xva, y[va]),
+                      loss=nn.CrossEntropyLoss(), optimizer=_adam(), batch_size=32,
+                      epochs=8, seed=seed, name="label-given-away-by-a-column")
