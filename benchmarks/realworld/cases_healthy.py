@@ -379,3 +379,43 @@ def lightning_autoencoder(seed: int) -> Experiment:
                       loss=nn.MSELoss(), optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
                       task="regression", batch_size=64, epochs=20, seed=seed,
                       name="lightning-autoencoder")
+
+
+# ===================================================================== Hugging Face
+
+
+@healthy(source="https://github.com/huggingface/accelerate/blob/main/examples/by_feature/"
+                "gradient_accumulation.py", mode="watch")
+def accelerate_gradient_accumulation(seed: int, watch_kwargs: dict[str, Any]) -> Any:
+    """Accelerate's gradient-accumulation example (sequence-pair classification fine-tuning):
+    loss / steps, backward on every micro-batch, optimizer and linear warmup/decay schedule
+    stepped and gradients zeroed every 2 micro-batches, AdamW; a small transformer classifier
+    on token sequences (lr 1e-3 for this from-scratch model; the example's 2e-5 is for a
+    pretrained BERT); the loop declares its accumulation to the monitor."""
+    from healthy import data as hdata
+
+    from .cases_a import TokenClassifier
+
+    s = hdata.tokens_majority(seed, n=1500, vocab=24)
+    loader, (Xv, yv) = loaders(s, 16, seed)
+    model = TokenClassifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    accum, epochs = 2, 6
+    total = epochs * (len(loader) // accum)
+    warmup = max(1, total // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # get_linear_schedule_with_warmup
+        opt, lambda k: min((k + 1) / warmup, max(0.0, (total - k) / max(1, total - warmup))))
+    crit = nn.CrossEntropyLoss()
+    with nnrecipe.watch(model, opt, accumulate=accum, **watch_kwargs) as w:
+        for _ in range(epochs):
+            model.train()
+            for i, (x, y) in enumerate(loader):
+                loss = crit(model(x), y) / accum
+                loss.backward()
+                if (i + 1) % accum == 0:
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
+                    w.step(loss.detach() * accum)
+            w.epoch(val=evaluate(model, Xv, yv, crit))
+    return w
