@@ -61,9 +61,24 @@ def one(task: tuple[str, int]) -> dict[str, Any]:
     return out
 
 
+def _row(r: dict[str, Any]) -> int:
+    """Print one setup's row; return its number of problems."""
+    if r["error"]:
+        print(f"| {r['setup']} | error: {r['error']} | | | | |", flush=True)
+        return 1
+    user, low, high, s = r["user"], r["low"], r["high"], r["suggested"]
+    where = ("?" if None in (user, low, high) else "inside" if low <= user <= high
+             else f"{low / user:.1f}x below" if user < low else f"{user / high:.1f}x above")
+    print(f"| {r['setup']} | {user:.3g} | {s:.3g} ({low:.2g}-{high:.2g}) | {where} | "
+          f"{', '.join(r['lr_findings']) or '-'} | {'; '.join(r['contradictions']) or '-'} |",
+          flush=True)
+    return len(r["contradictions"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the corpus's --quick subset")
+    ap.add_argument("--skip-quick", action="store_true", help="all but the --quick subset")
     ap.add_argument("--only", help="comma-separated setup names (demo: the bundled demo)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -72,24 +87,18 @@ def main() -> int:
 
     names = (args.only.split(",") if args.only else
              ["demo"] + [n for n, s in SETUPS.items() if s.quick or not args.quick])
+    if args.skip_quick:
+        names = [n for n in names if n != "demo" and not SETUPS[n].quick]
     load0, t0 = os.getloadavg()[0], time.perf_counter()
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        rows = pool.map(one, [(n, args.seed) for n in names], chunksize=1)
     print("| setup | rate | suggested (range) | the rate is | train's lr findings | "
           "contradictions |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|", flush=True)
     bad = 0
-    for r in rows:
-        if r["error"]:
-            print(f"| {r['setup']} | error: {r['error']} | | | | |")
-            bad += 1
-            continue
-        user, low, high, s = r["user"], r["low"], r["high"], r["suggested"]
-        where = ("?" if None in (user, low, high) else "inside" if low <= user <= high
-                 else f"{low / user:.1f}x below" if user < low else f"{user / high:.1f}x above")
-        bad += len(r["contradictions"])
-        print(f"| {r['setup']} | {user:.3g} | {s:.3g} ({low:.2g}-{high:.2g}) | {where} | "
-              f"{', '.join(r['lr_findings']) or '-'} | {'; '.join(r['contradictions']) or '-'} |")
+    rows = []
+    with mp.get_context("spawn").Pool(args.jobs) as pool:
+        for r in pool.imap(one, [(n, args.seed) for n in names]):  # printed as they come
+            rows.append(r)
+            bad += _row(r)
     print(f"\n{len(rows)} setups, {bad} contradictions; wall {time.perf_counter() - t0:.0f} s, "
           f"{args.jobs} processes, load average {load0:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end")
