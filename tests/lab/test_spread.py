@@ -167,3 +167,30 @@ def test_worker_processes_measure_what_one_process_measures(tmp_path: Path) -> N
     topic = get_topic("permutation-symmetry")
     assert entry.per_seed[1]["violation"] == measure_seed(topic, 1)["violation"]
     assert (tmp_path / "permutation-symmetry.html").exists()
+
+
+def test_the_training_problems_table_draws_bands_and_keeps_its_panels_apart() -> None:
+    # the table's figure over seeds: a band around each mean curve, and the codes raised
+    # (long once seeds disagree) under each panel instead of across its neighbours
+    from matplotlib.collections import PolyCollection
+
+    from nnrecipe.lab.topics.diagnostics import draw_diagnostics
+
+    def row(seed: int, name: str) -> dict:
+        codes = ["lr-too-high", "dead-relu", "vanishing-gradients", "update-ratio"][:seed + 2]
+        return {"name": name, "expected": ["lr-too-high"], "raised": codes, "hit": 1.0,
+                "findings": [{"code": c, "severity": "warning"} for c in codes],
+                "losses": [2.3 - 0.01 * i + 0.05 * seed for i in range(100)],
+                "val": [2.0 - 0.1 * i + 0.02 * seed for i in range(5)],
+                "epoch_steps": [20, 40, 60, 80, 100]}
+
+    n = combine([{"rows": [row(s, "a"), row(s, "b")]} for s in range(3)])
+    (plot,) = draw_diagnostics(n)
+    axes = [ax for ax in plot.figure.axes if ax.has_data()]
+    assert len(axes) == 2
+    for ax in axes:
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2  # train, val
+        label = ax.get_xlabel().replace("\n", " ")
+        assert "update-ratio (1 of 3 seeds)" in label and not ax.texts
+    (one,) = draw_diagnostics({"rows": [row(0, "a")]})
+    assert not [c for ax in one.figure.axes for c in ax.collections]  # one seed: no band

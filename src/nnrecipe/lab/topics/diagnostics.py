@@ -3,6 +3,7 @@ purpose, watched by the train stage's monitor and diagnosed by its own detectors
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from nnrecipe.lab.common import (
     mlp,
     train_watched,
 )
+from nnrecipe.lab.spread import Band
 from nnrecipe.lab.topics.learning_rate import _noisy_labels
 from nnrecipe.report.plots import COLORS, new_figure
 
@@ -117,7 +119,7 @@ def _saturated(seed: int) -> Watched:
 def _overfit(seed: int) -> Watched:
     d = _noisy_small()(seed)
     return train_watched(d, lambda: mlp(d.features, d.classes, hidden=512, depth=1),
-                         optimizer=_adam(2e-3), epochs=35, seed=seed)
+                         optimizer=_adam(2e-3), epochs=50, seed=seed)
 
 
 def _underfit(seed: int) -> Watched:
@@ -165,7 +167,7 @@ ROWS: tuple[Row, ...] = (
     Row("saturated activations", "tanh units stuck at ±1, slow learning",
         "tanh MLP on inputs x10", ("saturated-activations",), _saturated),
     Row("overfitting", "training loss keeps falling, validation loss turns up",
-        "300 samples with 30% wrong labels, 512 hidden units, 35 epochs", ("overfitting",),
+        "300 samples with 30% wrong labels, 512 hidden units, 50 epochs", ("overfitting",),
         _overfit),
     Row("underfitting", "training and validation loss both stay high",
         "a 1-unit hidden layer", ("underfitting",), _underfit),
@@ -233,32 +235,50 @@ def conclude_diagnostics(n: Numbers) -> Conclusion:
     return Conclusion(shown, text, obs, crit)
 
 
+def _relative(values: Any, first: float) -> np.ndarray:
+    """``values / first`` for a log axis: non-finite points left out, clipped to [1e-3, 1e3]."""
+    out = np.asarray([float(v) / first if np.isfinite(v) else np.nan for v in values])
+    return np.clip(out, 1e-3, 1e3)
+
+
 def draw_diagnostics(n: Numbers) -> list[Plot]:
     rows = n["rows"]
     cols = 4
     nrows = int(np.ceil(len(rows) / cols))
-    fig, axes = new_figure(width=12, height=2.3 * nrows, ncols=cols, nrows=nrows)
+    fig, axes = new_figure(width=12, height=2.8 * nrows, ncols=cols, nrows=nrows)
     for ax, r in zip(axes, rows, strict=False):
         first = float(r["losses"][0]) if r["losses"] and np.isfinite(r["losses"][0]) else 1.0
-        losses = np.asarray([v / first if np.isfinite(v) else np.nan for v in r["losses"]])
-        ax.plot(np.clip(losses, 1e-3, 1e3), color=COLORS[0] if r["hit"] >= 1 else COLORS[1],
-                lw=0.7, label="training (steps, mean over seeds)")
-        val = np.asarray([v / first if np.isfinite(v) else np.nan for v in r["val"]])
+        color = COLORS[0] if r["hit"] >= 1 else COLORS[1]
+        losses = _relative(r["losses"], first)
+        ax.plot(losses, color=color, lw=0.7, label="training (steps, mean over seeds)")
+        if isinstance(r["losses"], Band):
+            ax.fill_between(np.arange(len(losses)), _relative(r["losses"].lo, first),
+                            _relative(r["losses"].hi, first), color=color, alpha=0.18, lw=0)
+        val = _relative(r["val"], first)
         steps = [float(s) for s in r["epoch_steps"]][:len(val)]
-        ax.plot(steps, np.clip(val[:len(steps)], 1e-3, 1e3), "o-", ms=2.5, lw=1,
-                color=COLORS[3], label="validation (epochs)")
+        ax.plot(steps, val[:len(steps)], "o-", ms=2.5, lw=1, color=COLORS[3],
+                label="validation (epochs)")
+        if isinstance(r["val"], Band) and steps:
+            ax.fill_between(steps, _relative(r["val"].lo, first)[:len(steps)],
+                            _relative(r["val"].hi, first)[:len(steps)], color=COLORS[3],
+                            alpha=0.18, lw=0)
         ax.set_title(r["name"], fontsize=8)
         ax.set_yscale("log")
         ax.tick_params(which="both", labelsize=6)
-        ax.text(0.02, 0.04, fired(r["findings"]), transform=ax.transAxes, fontsize=6,
-                color=COLORS[5])
+        # what was raised goes under the panel (an in-axes text over several seeds' codes
+        # ran across its neighbours and collapsed the constrained layout)
+        ax.set_xlabel("step · raised: " + "\n".join(textwrap.wrap(fired(r["findings"]), 52)),
+                      fontsize=6, color=COLORS[5], loc="left")
         ax.grid(alpha=0.3)
     for ax in axes[len(rows):]:
         ax.axis("off")
-    axes[0].legend(fontsize=6, loc="upper right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(handles), fontsize=7,
+               frameon=False)
     return [Plot("The loss of every row, with what nnrecipe raised", fig,
-                 "loss / first training loss, log scale, clipped to [1e-3, 1e3]; red: not "
-                 "diagnosed as expected")]
+                 "loss / first training loss, log scale, clipped to [1e-3, 1e3]; mean over "
+                 "seeds, shaded ± one standard deviation; red: not diagnosed as expected on "
+                 "every seed")]
 
 
 def table_diagnostics(n: Numbers) -> tuple[list[str], list[list[Any]]]:
