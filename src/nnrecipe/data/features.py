@@ -263,6 +263,17 @@ MIN_SHORTCUT_SAMPLES = 50
 FIT_MAX = 200_000
 
 
+# A label-encoded category (a violation type, a site, a product code) can give the label away
+# through a many-to-one lookup that no 16-bin or 16-leaf rule follows when its codes
+# interleave the classes (issue 13: dotnet/docs#17721, 65 violation types -> 3 risk levels).
+# Columns with more than BINS distinct values but at most one per MIN_PER_VALUE samples are
+# also scored as categories: the cross-fitted per-value majority (balanced accuracy; a value
+# unseen in the fitting half counts as wrong). By reasoning, continuous features have about n
+# distinct values and are never scored this way; on digits (pixels take 17 values) a pixel's
+# per-value lookup predicts 10 classes no better than its bins (~0.27).
+MIN_PER_VALUE = 5
+
+
 def shortcut_verdict(best_score: float) -> Severity | None:
     return Severity.WARNING if best_score >= SHORTCUT_WARN else None
 
@@ -271,8 +282,30 @@ def single_feature_scores(M: np.ndarray, y: np.ndarray, task: str, seed: int) ->
     """Cross-fitted score of the best one-feature rule, per column of ``M``."""
     scores = binned_scores(M, y, task, seed)
     for j in np.argsort(-scores, kind="stable")[:REFINE]:
-        scores[j] = max(scores[j], tree_score(M[:, j], y, task, seed))
+        scores[j] = max(scores[j], tree_score(M[:, j], y, task, seed),
+                        category_score(M[:, j], y, task, seed))
     return scores
+
+
+def category_score(x: np.ndarray, y: np.ndarray, task: str, seed: int) -> float:
+    """Cross-fitted balanced accuracy of a per-value majority lookup on ``x`` read as a
+    label-encoded category; 0 when ``x`` does not look like one (or for regression)."""
+    n = len(x)
+    values, xi = np.unique(x, return_inverse=True)
+    if task != "classification" or not BINS < len(values) <= n / MIN_PER_VALUE:
+        return 0.0
+    classes, yi = np.unique(y, return_inverse=True)
+    k = len(classes)
+    half = np.random.default_rng(seed).permutation(n) % 2 == 0
+    pred = np.full(n, -1, dtype=np.int64)
+    for fit in (half, ~half):
+        T = np.zeros((len(values), k))
+        np.add.at(T, (xi[fit], yi[fit]), 1)
+        seen = T.sum(1) > 0
+        T = T / np.maximum(np.bincount(yi[fit], minlength=k), 1)  # per-class rates
+        lookup = np.where(seen, T.argmax(1), -1)
+        pred[~fit] = lookup[xi[~fit]]
+    return float(np.mean([(pred[yi == c] == c).mean() for c in range(k) if (yi == c).any()]))
 
 
 def tree_score(x: np.ndarray, y: np.ndarray, task: str, seed: int) -> float:
