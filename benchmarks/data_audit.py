@@ -127,8 +127,16 @@ def score(data: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
     n = len(data["ytr"])
     as_keys = [int(i) for i in out["flip"]] + [f"val{int(i)}" for i in out.get("flip_val", [])]
     outs = [int(i) for i in out["outlier"]] + [f"val{int(i)}" for i in out.get("outlier_val", [])]
+    # label flags among clean rows, per split: validation flags must be no less precise
+    flip_tr = {int(i) for i in out["flip"]}
+    clean_tr = n - len(data["flip"])
+    false_tr = len(flip_tr - {int(i) for i in data["flip"]})
+    n_val = len(data["yva"])
     return {"duplicates": pr(out["dup"], data["dup"]), "leakage": pr(out["leak"], data["leak"]),
             "label_errors": pr(as_keys, data["flip"]),
+            "label_errors_train": pr(out["flip"], data["flip"]),
+            "label_false_rate": {"train": false_tr / max(1, clean_tr),
+                                 "val": len(out.get("flip_val", [])) / max(1, n_val)},
             "label_errors_val_flags": len(out.get("flip_val", [])),
             "outliers": pr(outs, data["outlier"]), "n": n}
 
@@ -298,6 +306,12 @@ def fmt(r: dict[str, Any]) -> str:
     for key in ("duplicates", "leakage", "label_errors", "outliers"):
         m = r[key]
         parts.append(f"{key} P={m['precision']:.3f} R={m['recall']:.3f} ({m['flagged']})")
+    if "label_errors_val_flags" in r:
+        parts.append(f"label flags on (clean) validation rows: {r['label_errors_val_flags']}")
+    if "label_false_rate" in r:
+        fr = r["label_false_rate"]
+        parts.append(f"false label flags among clean rows: train {fr['train']:.2%}, "
+                     f"val {fr['val']:.2%}")
     return "  ".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,37 @@ from nnrecipe.data.view import DataView, SplitView, ViewUnavailable, get_view, r
 MAX_LISTED = 50  # sample references kept in a finding's evidence (the tables hold more)
 
 
+_LIBC: Any = None
+
+
+def release_memory() -> None:
+    """Hand memory the last step freed back to the operating system. glibc keeps freed blocks
+    below its adaptive mmap threshold (up to 32 MB) in its heap, and the data stage's chunked
+    temporaries are just that size: measured on float32 1.6M x 64, RSS stayed at 3.2x the data
+    after data-duplicates although the live arrays came to ~1.4x; on 200k x 64, malloc_trim
+    took RSS from 4.5x to 2.3x. Elsewhere (other C libraries, other systems) a no-op."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                _LIBC = libc if hasattr(libc, "malloc_trim") else False
+            except OSError:
+                pass
+    if _LIBC:
+        _LIBC.malloc_trim(0)
+
+
 class DataCheck(Check):
     """Base of the data checks: skips when the training split has nothing usable."""
 
     stage = "data"
 
     def applies(self, ctx: Context) -> str | None:
+        release_memory()  # what the previous check freed, before this one allocates
         try:
             view = get_view(ctx)
         except ViewUnavailable as e:

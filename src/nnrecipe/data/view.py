@@ -174,6 +174,9 @@ class DataView:
                 if self.splits[other].ok.any():
                     self.cross_knn(other, split, max(k, 10))
             self._indexes.pop(split, None)
+            from nnrecipe.data.base import release_memory
+
+            release_memory()
         return dist, pos
 
     def cross_knn(self, split: str, ref: str = "train", k: int = 1
@@ -211,9 +214,15 @@ class DataView:
 
 def _positions(pos: np.ndarray, good: np.ndarray) -> np.ndarray:
     """Neighbour positions among the usable rows -> row positions of the split (-1: none);
-    int32 when they fit (10 neighbours of 1.6M rows: 64 MB instead of 128 MB)."""
-    out = np.where(pos >= 0, good[np.clip(pos, 0, None)], -1)
-    return out.astype(np.int32) if len(good) < 2**31 - 1 else out
+    int32 when they fit (10 neighbours of 1.6M rows: 64 MB instead of 128 MB), mapped in
+    chunks (whole-array temporaries were 3 x 128 MB there)."""
+    from nnrecipe.data.neighbors import CHUNK
+
+    out = np.empty(pos.shape, np.int32 if len(good) < 2**31 - 1 else np.int64)
+    for start in range(0, len(pos), CHUNK):
+        p = pos[start:start + CHUNK]
+        out[start:start + len(p)] = np.where(p >= 0, good[np.clip(p, 0, None)], -1)
+    return out
 
 
 def _good_rows(s: SplitView) -> Rep:
