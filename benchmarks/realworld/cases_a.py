@@ -707,3 +707,37 @@ def kws_executor_no_zero_grad(seed: int) -> Experiment:
                       optimizer=lambda p: torch.optim.Adam(p, lr=1e-3), batch_size=32,
                       epochs=6, seed=seed, train_step=_step_without_zero_grad,
                       name="kws-no-zero-grad")
+
+
+@bug(source="Hsintien-Ng/idinvert_pytorch-reproduced#1",
+     symptom="optimizer_D.zero_grad() is missing before the discriminator's backward in "
+             "training_loop_encoder.py (the author confirmed and fixed it)",
+     cause=("grads-not-zeroed",), mode="watch")
+def gan_inversion_discriminator_no_zero_grad(seed: int, watch_kwargs: dict[str, Any]) -> Any:
+    """In-domain GAN inversion's encoder training: a fixed generator (a frozen random decoder
+    stands in for the pretrained StyleGAN), an encoder trained to reconstruct real images
+    plus an adversarial term, and a discriminator trained on real vs reconstructed images
+    with softplus losses, Adam 1e-4 (0.9, 0.99) for both; the discriminator step never zeroes
+    its gradients. The loop watches the discriminator and its optimizer; the digits in [0, 1]."""
+    s = digits_flat(seed)
+    loader, _ = loaders({"train": s["train"], "val": s["val"]}, 32, seed)
+    torch.manual_seed(seed)
+    G = nn.Sequential(nn.Linear(16, 64), nn.Sigmoid()).requires_grad_(False)
+    E = nn.Sequential(nn.Linear(64, 128), nn.LeakyReLU(0.2), nn.Linear(128, 16))
+    D = nn.Sequential(nn.Linear(64, 128), nn.LeakyReLU(0.2), nn.Linear(128, 1))
+    opt_e = torch.optim.Adam(E.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    with nnrecipe.watch(D, opt_d, **watch_kwargs) as w:
+        for _ in range(6):
+            for x, _y in loader:
+                fake = G(E(x)).detach()
+                loss_d = F.softplus(D(fake)).mean() + F.softplus(-D(x)).mean()
+                loss_d.backward()  # the bug: no opt_d.zero_grad() before this
+                opt_d.step()
+                w.step(loss_d)
+                opt_e.zero_grad()
+                rec = G(E(x))
+                loss_e = F.mse_loss(rec, x) + 0.1 * F.softplus(-D(rec)).mean()
+                loss_e.backward()
+                opt_e.step()
+    return w
