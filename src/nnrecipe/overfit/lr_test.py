@@ -6,7 +6,9 @@ the experiment's planned steps, capped at 100), ``lr_validate`` (True).
 
 The suggestion is for the run the experiment plans (``epochs`` x batches per epoch, the
 *horizon*): the short runs find the best rate for their own length (``short_rate``) and
-``lr_range.horizon_rate`` carries it to the horizon (``res.reasons`` says how).
+``lr_range.horizon_rate`` carries it to the horizon, by progress matching when the short
+runs' held-out loss bottomed out, by (run steps / steps)^0.5 while it was still falling
+(``res.reasons`` says which).
 
 What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
 
