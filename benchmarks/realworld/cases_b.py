@@ -590,8 +590,8 @@ def class_imbalance_unweighted(seed: int) -> Experiment:
 
 
 class _AugmentedDigits(Dataset):  # type: ignore[type-arg]
-    """The digits with the training transform (random shift by up to a pixel, random
-    flip of the sign of the noise) applied to every sample it serves."""
+    """The digits with the training transform (a random shift by up to a pixel and a little
+    Gaussian noise) applied to every sample it serves."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray) -> None:
         self.X, self.y = torch.as_tensor(X), torch.as_tensor(y)
