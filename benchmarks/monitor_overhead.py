@@ -142,6 +142,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke test)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--case", choices=("all", "cnn", "mlp"), default="all",
+                    help="run one model only")
     ap.add_argument("--rounds", type=int, default=None,
                     help="rounds for the CNN (the MLP gets 2/5 of them); default 30, --quick 4")
     args = ap.parse_args()
@@ -150,6 +152,8 @@ def main() -> None:
     results = []
     for name, (make, shape) in CASES.items():
         small = "CNN" in name
+        if args.case != "all" and small != (args.case == "cnn"):
+            continue
         cnn_rounds = args.rounds or (4 if args.quick else 30)
         rounds = cnn_rounds if small else max(2, round(cnn_rounds * 2 / 5))
         steps = 80 if small else 40
