@@ -123,10 +123,12 @@ def fluctuating(**kw: Any) -> Experiment:
 
 
 def huge_updates(**kw: Any) -> Experiment:
-    """Adam at 0.05 on noisy blobs: every step rewrites ~20% of each weight matrix."""
+    """Plain SGD at 3.0 on noisy blobs (20% flipped labels keep the gradients O(1)): every step
+    rewrites 10-70% of some weight matrix. (Adam at 0.05, used before, reached the 0.1 line on
+    seed 0 only: its weights grow and the ratio falls to 0.03-0.08.)"""
     X, y = noisy_blobs(400, 0.2, seed=3)
     return classification_experiment(train=(X[:300], y[:300]), val=(X[300:], y[300:]),
-                                     optimizer=lambda p: torch.optim.Adam(p, lr=0.05), epochs=12,
+                                     optimizer=lambda p: torch.optim.SGD(p, lr=3.0), epochs=12,
                                      **kw)
 
 

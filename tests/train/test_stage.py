@@ -3,6 +3,7 @@ broken on purpose."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,14 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding
 from nnrecipe.core.runner import run_stages
 from nnrecipe.examples import digits
+from nnrecipe.train.curves import BLOWUP_START
+from tests.seeds import TEST_SEED
 from tests.toys import classification_experiment, regression_experiment
 from tests.train import broken
+
+# Every run here trains, so every test takes its seed from TEST_SEED and must hold on seeds
+# 0-9 (``make test-seeds``); worst-seed margins are noted at the assertions.
+pytestmark = pytest.mark.statistical
 
 
 def train(exp: Experiment, baselines: dict[str, Any] | None = None, out: Path | None = None,
@@ -34,7 +41,7 @@ def train(exp: Experiment, baselines: dict[str, Any] | None = None, out: Path | 
 
 @pytest.mark.parametrize("make", [classification_experiment, regression_experiment])
 def test_quiet_on_the_healthy_toys(make: Any) -> None:
-    findings, ctx, result = train(make())  # the demo test below draws the figures
+    findings, ctx, result = train(make(seed=TEST_SEED))  # the demo test below draws the figures
     assert findings == {}
     checks = {c.name: c for c in result.stages[0].checks}
     assert [checks[n].status for n in ("training", "gradients", "activations")] == ["passed"] * 3
@@ -45,7 +52,8 @@ def test_quiet_on_the_healthy_toys(make: Any) -> None:
 
 
 def test_quiet_on_the_demo_and_saves_the_best_checkpoint(tmp_path: Path) -> None:
-    findings, ctx, result = train(digits.experiment(), out=tmp_path, figures=True)
+    findings, ctx, result = train(dataclasses.replace(digits.experiment(), seed=TEST_SEED), out=tmp_path,
+                                  figures=True)
     assert findings == {}
     state = ctx.state["train"]
     assert state["val"]["accuracy"] > 0.9 and state["test"]["accuracy"] > 0.9
@@ -60,7 +68,8 @@ def test_quiet_on_the_demo_and_saves_the_best_checkpoint(tmp_path: Path) -> None
 
 
 def test_lr_far_too_high_is_caught_before_the_nan_reaches_the_weights() -> None:
-    findings, ctx, _ = train(broken.exploding_regression(lr=0.03), early_stopping=False)
+    findings, ctx, _ = train(broken.exploding_regression(lr=0.03, seed=TEST_SEED),
+                             early_stopping=False)
     nf = findings["loss-nonfinite"]
     assert nf.severity.value == "error" and nf.evidence["update_skipped"]
     assert nf.evidence["where"] == "gradients" and nf.evidence["backward_origin"] == "Linear"
@@ -71,20 +80,27 @@ def test_lr_far_too_high_is_caught_before_the_nan_reaches_the_weights() -> None:
 
 
 def test_exploding_gradients_grow_geometrically() -> None:
-    findings, _, _ = train(broken.exploding_regression(lr=0.012))
+    findings, _, _ = train(broken.exploding_regression(lr=0.012, seed=TEST_SEED))
     assert findings["exploding-gradients"].evidence["growth"] > 1e3
     assert "loss-nonfinite" not in findings
     assert findings["loss-diverging"].severity.value == "error"
 
 
-def test_lr_too_high_spikes() -> None:
-    findings, _, _ = train(broken.lr_far_too_high())
-    assert len(findings["lr-too-high"].evidence["spikes"]) >= 3
-    assert "0.05-0.17" in findings["lr-too-high"].fix  # tailored from lr=0.5
+def test_lr_far_too_high_blows_the_first_steps_up() -> None:
+    """Adam at 0.5 on blobs: the first updates throw the loss far above its start, then it
+    falls to ~0 with a few late spikes. What must hold on any CPU is the finding, its cause
+    and the tailored fix; how many late spikes clear the spike rule is not (0-2 of them on
+    seeds 0-9; an exact >= 3 here failed on an AMD EPYC)."""
+    f = train(broken.lr_far_too_high(seed=TEST_SEED))[0]["lr-too-high"]
+    # the early peak (two consecutive steps) against BLOWUP_START x the untrained loss ln 3
+    # (2.2): seeds 0-9 give 4.02 (seed 1, the worst: 1.8x the line) to 43.7
+    assert f.evidence["kind"] == "blow-up"
+    assert f.evidence["early_peak"] >= BLOWUP_START * math.log(3)
+    assert "0.05-0.17" in f.fix  # tailored from lr=0.5
 
 
 def test_deep_sigmoid_net_vanishes_and_plateaus() -> None:
-    findings, _, _ = train(broken.deep_sigmoid())
+    findings, _, _ = train(broken.deep_sigmoid(seed=TEST_SEED))
     van = findings["vanishing-gradients"]
     assert van.evidence["ratio_first_last"] < 1e-4 and van.evidence["layers"][0] == "0"
     assert "sigmoid" in van.fix
@@ -92,7 +108,7 @@ def test_deep_sigmoid_net_vanishes_and_plateaus() -> None:
 
 
 def test_negative_bias_init_kills_the_relus() -> None:
-    findings, _, result = train(broken.negative_bias())
+    findings, _, result = train(broken.negative_bias(seed=TEST_SEED))
     dead = findings["dead-relu"]
     assert dead.severity.value == "error" and dead.evidence["layers"] == ["1", "3"]
     assert "vanishing-gradients" not in findings  # the dead units are the cause
@@ -101,12 +117,12 @@ def test_negative_bias_init_kills_the_relus() -> None:
 
 
 def test_unscaled_inputs_saturate_tanh() -> None:
-    findings, _, _ = train(broken.saturated_tanh())
+    findings, _, _ = train(broken.saturated_tanh(seed=TEST_SEED))
     assert findings["saturated-activations"].evidence["layers"] == ["1"]
 
 
 def test_tiny_data_big_model_overfits_and_stops_early() -> None:
-    findings, ctx, _ = train(broken.tiny_data_big_model())
+    findings, ctx, _ = train(broken.tiny_data_big_model(seed=TEST_SEED))
     ov = findings["overfitting"]
     state = ctx.state["train"]
     assert ov.evidence["best_epoch"] == state["best_epoch"] and ov.evidence["onset_epoch"] >= 2
@@ -117,31 +133,36 @@ def test_tiny_data_big_model_overfits_and_stops_early() -> None:
     (broken.with_dropout, "dropout", "info"),
     (broken.easier_validation, "easier-or-leaked", "warning")])
 def test_val_below_train_and_its_cause(make: Any, cause: str, severity: str) -> None:
-    findings, _, _ = train(make())
+    findings, _, _ = train(make(seed=TEST_SEED))
     f = findings["val-below-train"]
     assert f.evidence["cause"] == cause and f.severity.value == severity
 
 
 def test_lr_too_low_and_tiny_updates() -> None:
-    findings, _, _ = train(broken.lr_too_low())
+    findings, _, _ = train(broken.lr_too_low(seed=TEST_SEED))
     assert set(findings) == {"lr-too-low"}
     assert findings["lr-too-low"].evidence["update_ratio"] < 3e-4
-    findings, _, _ = train(broken.tiny_updates())
+    findings, _, _ = train(broken.tiny_updates(seed=TEST_SEED))
     assert findings["update-ratio"].evidence["low"] == ["0", "2", "4"]
 
 
 def test_huge_updates() -> None:
-    findings, _, _ = train(broken.huge_updates())
+    findings, _, _ = train(broken.huge_updates(seed=TEST_SEED))
+    # the largest layer median over the 0.1 line, seeds 0-9: 0.19 (seed 5, the worst) to 0.77
     assert findings["update-ratio"].evidence["high"]
 
 
 def test_weights_fluctuating() -> None:
-    findings, _, _ = train(broken.fluctuating())
+    # Pinned to seed 0, not statistical: the zig-zag of five epochs is one trajectory's; on
+    # seeds 0-9 this setup fires on 6 (jitter 0.10-0.25) and is monotone on 4 (jitter 0-0.06).
+    # Seed 0: jitter 0.131 against the 0.10 line (1.3x) on this CPU. A setup that fluctuates
+    # on every seed is still wanted (SGD 0.2 diverges on some seeds, 20 epochs calm down).
+    findings, _, _ = train(broken.fluctuating(seed=0))
     assert findings["weights-fluctuating"].evidence["val_jitter"] >= 0.1
 
 
 def test_underfitting_against_the_linear_baseline() -> None:
-    exp, baselines = broken.bottleneck()
+    exp, baselines = broken.bottleneck(seed=TEST_SEED)
     findings, _, _ = train(exp, baselines=baselines)
     assert findings["underfitting"].evidence["reason"] == "linear"
     quiet, _, _ = train(exp)  # without baselines the network still beats the prior
@@ -160,7 +181,7 @@ def test_options_budget_clip_schedule_and_users_step() -> None:
         opt.step()
         return loss
 
-    exp = classification_experiment(train_step=step)
+    exp = classification_experiment(train_step=step, seed=TEST_SEED)
     findings, ctx, result = train(exp, budget_s=3.0, train_epochs=10_000, grad_clip=0.5,
                                   schedule="constant", early_stopping=False)
     metrics = result.stages[0].checks[0].metrics
@@ -173,7 +194,7 @@ def test_options_budget_clip_schedule_and_users_step() -> None:
 
 def test_the_schedule_named_in_the_options_drives_the_learning_rate() -> None:
     pytest.importorskip("nnrecipe.overfit.schedules")
-    _, ctx, result = train(classification_experiment(), schedule="cosine")
+    _, ctx, result = train(classification_experiment(seed=TEST_SEED), schedule="cosine")
     lrs = ctx.state["train"]["recording"].lr
     assert result.stages[0].checks[0].metrics["schedule"] == "cosine"
     assert lrs[0] > lrs[len(lrs) // 2] > lrs[-1]
