@@ -50,6 +50,23 @@ def test_a_last_batch_of_one_is_not_a_spike_and_barely_moves_the_epoch_mean() ->
     assert np.all(np.isfinite(ses)) and np.all(ses > 0)
 
 
+def test_lone_batches_a_little_above_the_start_are_composition_not_damage() -> None:
+    # the two-moons look-alike (benchmarks/healthy moons-sgd-plain, batch 16): a start of 0.52,
+    # a trained level of 0.15 with batch noise 0.07, and three lone batches holding a few of
+    # the overlapping samples at 0.9, 0.74 and 0.62 (6-10 noise units over the median, above
+    # the start, the next batch ordinary) -- each of these fired the old "above the start" rule
+    rng = np.random.default_rng(0)
+    losses = np.r_[np.linspace(0.69, 0.15, 40), 0.15 + 0.07 * rng.normal(size=760)].clip(0.01)
+    for i, v in ((325, 0.9), (741, 0.74), (783, 0.62)):
+        losses[i] = v
+    assert d.lr_too_high_verdict(losses).spikes == []
+    # the same lone batches at 5x the start: no composition of samples reaches that
+    for i in (325, 741, 783):
+        losses[i] = 2.6
+    v = d.lr_too_high_verdict(losses)
+    assert v.fires and v.spikes == [325, 741, 783]
+
+
 def test_epoch_means_within_their_noise_are_not_rises() -> None:
     # 9 noisy train-mode batches per epoch at a low loss: the epoch mean wobbles by > 10%
     losses, sizes, ends = noisy_epochs(10, 9, level=0.1, sigma=0.05, batch=16, seed=4)

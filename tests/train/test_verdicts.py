@@ -55,8 +55,8 @@ def test_lr_too_high_counts_spikes_not_batch_noise() -> None:
     for i in (60, 100, 140, 180):  # an unlucky batch alone: the next one is ordinary
         lone[i] = 1.5
     assert not d.lr_too_high_verdict(lone).fires
-    for i in (60, 100, 140, 180):  # alone, but worse than the untrained model: damage
-        lone[i] = 3.0
+    for i in (60, 100, 140, 180):  # alone, but far above the start (1.7, clearing it by 6 noise
+        lone[i] = 4.0              # units needs 3.4 at step 60, 1.9 at 180): damage
     assert d.lr_too_high_verdict(lone).spikes == [60, 100, 140, 180]
     # Late, tiny losses with big *relative* jumps are not spikes (the demo's end of training).
     late = falling(noise=0.0)[:150] + [0.05, 0.2] * 25

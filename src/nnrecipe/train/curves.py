@@ -50,6 +50,16 @@ MEDIAN_SE = 1.2533  # standard error of a median of w normal values, times sqrt(
 # hard minority samples make single batches 2-3x the median, ~4 noise units); a spike must be
 # beyond that. Three separate spikes, not one: a single bad step happens.
 SPIKE_Z, SPIKE_RATIO, PERSIST_Z, MIN_SPIKES = 6.0, 2.0, 3.0, 3
+# A lone spike must clear the start by LONE_Z noise units, not merely reach it. Reasoning: with
+# few classes and small batches a trained model's batch *can* exceed the start by composition
+# (measured, benchmarks/healthy moons-sgd-plain, two moons with noise 0.25, batch 16: batches
+# with 3-4 of the ~5% overlapping samples at 3-4 nats each reached 0.59-0.90 against a start
+# of 0.47, 6-7 noise units above their median, three times in 800 steps). How far a batch can
+# go that way grows with the heavy tail, and so does the noise unit (more hard samples, more
+# batch-to-batch scatter), so the margin is the spike line itself: those batches cleared the
+# start by at most 3.9 units; an overshooting step clears it by hundreds (Adam 0.5: 7-15
+# from 1.1 with a noise unit of ~0.01).
+LONE_Z = SPIKE_Z
 # lr-too-high, epochs. The batch-size-weighted epoch-mean training loss rises by > 10% and by
 # more than RISE_Z standard errors of the two means, and the end-of-epoch training loss
 # measured in eval mode on a fixed subset (when the train stage probed it) rose too; in at
@@ -211,8 +221,10 @@ def _spikes(arr: np.ndarray, batch_sizes: Sequence[float] | None, epoch_ends: Se
         unit = noise.sigma[i]
         z = (arr[i] - base) / (unit / noise.weight[i])
         z_next = (arr[i + 1] - base) / (unit / noise.weight[i + 1]) if i + 1 < n else -math.inf
-        # alone: above the start even after scaling a small batch's excess to a full one's
-        lone = (arr[i] - base) * min(1.0, noise.weight[i]) > start - base and i not in partial
+        # alone: above the start by LONE_Z noise units, even after scaling a small batch's
+        # excess to a full one's
+        lone = (arr[i] - base) * min(1.0, noise.weight[i]) >= start - base + LONE_Z * unit \
+            and i not in partial
         if i not in partial and z >= SPIKE_Z and arr[i] >= SPIKE_RATIO * base \
                 and (z_next >= PERSIST_Z or lone):
             spikes.append(i)
