@@ -52,6 +52,7 @@ KAPPA_MIN = 0.5
 FOLDS = 5
 FIT_MAX = 20_000  # each fold's logistic regression is fit on at most this many samples
 MIN_SAMPLES = 30
+CHUNK = 65536  # rows of neighbour labels mapped at a time (bounded temporaries)
 
 
 @dataclass
@@ -219,7 +220,10 @@ class LabelErrors(DataCheck):
             p_lr = oof_logistic(rows_of, ya, k, ctx.seed)
             nl = np.concatenate(kn)
             del kn
-            nl = np.where((nl >= 0) & (nl < len(lut)), lut[np.clip(nl, 0, len(lut) - 1)], -1)
+            for start in range(0, len(nl), CHUNK):  # in place, a chunk of temporaries at a time
+                part = nl[start:start + CHUNK]
+                part[...] = np.where((part >= 0) & (part < len(lut)),
+                                     lut[np.clip(part, 0, len(lut) - 1)], -1)
             p_knn = knn_vote(nl, k)
             del nl
             ctx.record("baseline_lr_accuracy", float((p_lr.argmax(1) == ya).mean()))
@@ -311,5 +315,10 @@ class LabelErrors(DataCheck):
             nb = view.knn("train", K_NEAR)[1]
         else:
             nb = view.cross_knn(split, "train", K_NEAR)[1]
-        nb = nb[np.searchsorted(view.splits[split].good, rows)]
-        return np.where(nb >= 0, tr.labels[np.clip(nb, 0, None)], -1)  # type: ignore[index]
+        at = np.searchsorted(view.splits[split].good, rows)
+        out = np.empty((len(at), nb.shape[1]), np.int32)
+        for start in range(0, len(at), CHUNK):  # int32, a chunk of temporaries at a time
+            part = nb[at[start:start + CHUNK]]
+            out[start:start + len(part)] = np.where(
+                part >= 0, tr.labels[np.clip(part, 0, None)], -1)  # type: ignore[index]
+        return out
