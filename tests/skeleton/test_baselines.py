@@ -61,7 +61,10 @@ def test_shuffled_targets() -> None:
     exp = regression_experiment(train=(X, np.random.default_rng(0).permutation(y)))
     findings, checks, _ = zoo.run_checks(exp, *CODES)
     by_code = {f.code: f for f in findings}
-    assert by_code["baseline-not-beaten"].severity.value == "warning"
+    # the loss of a model fed permuted targets barely moves in 100 steps, so the baseline
+    # comparison alone cannot tell it from a slow start (info); the zeroed-input comparison
+    # can (real inputs lower the training loss, not the validation loss): the warning
+    assert by_code["baseline-not-beaten"].severity.value in ("warning", "info")
     f = by_code["input-independent"]
     assert f.severity.value == "warning" and f.evidence["cause"] == "no-generalisation"
     assert checks["input-independent"].figures and checks["baseline-not-beaten"].figures
@@ -113,3 +116,18 @@ def test_nan_losses_are_left_to_loss_nonfinite() -> None:
     assert not input_verdict(nan, zero, [np.nan] * 20, list(np.linspace(1.1, 1.0, 20)),
                              0.8).fires
     assert not beaten(nan, zero).beaten  # the comparison itself stays honest
+
+
+def test_flat_start_tells_a_run_that_has_not_started_learning() -> None:
+    """The CIFAR-10 tutorial (SGD 1e-3, batch 4) sat at ln 10 for the whole 100-step short
+    run: a baseline comparison then cannot tell a bug from a slow start (info, not warning).
+    A run that learns, or one that climbs, is not flat."""
+    from nnrecipe.skeleton.shortrun import flat_start
+
+    rng = np.random.default_rng(0)
+    sitting = list(2.303 + rng.normal(0, 0.02, 100))
+    assert flat_start(sitting)
+    assert not flat_start(list(np.linspace(2.3, 1.9, 100) + rng.normal(0, 0.02, 100)))
+    assert not flat_start(list(np.linspace(2.3, 4.0, 100)))  # diverging is not "too early"
+    assert not flat_start([2.3, 2.3])  # too short to say
+

@@ -6,7 +6,7 @@ from torch import nn
 
 from nnrecipe.api import run
 from nnrecipe.skeleton.init_bias import init_output_bias
-from nnrecipe.skeleton.init_loss import init_loss_verdict
+from nnrecipe.skeleton.init_loss import init_loss_verdict, offset_only
 from tests.toys import BiasedOutput, blobs, classification_experiment, mlp, regression_experiment
 
 
@@ -28,6 +28,18 @@ def _findings(exp, code):  # noqa: ANN001
 def test_verdict(measured: float, expected: float, kind: str, fires: bool, direction: str) -> None:
     v = init_loss_verdict(measured, expected, kind)
     assert (v.fires, v.direction) == (fires, direction)
+
+
+@pytest.mark.parametrize("kind, measured, zero, var, tol, offset", [
+    ("regression", 30.65, 32.0, 1e-5, 7.18, True),   # d2l linear regression: outputs ~0
+    ("regression", 30.65, 32.0, 9.0, 7.18, False),   # outputs spread wider than the band
+    ("nats", 0.70, 0.69, 0.0, 0.51, True),           # 99:1 prior, uniform outputs
+    ("nats", 3.04, 2.30, 0.0, 0.73, False),          # confidently wrong logits
+    ("nats", 0.70, None, 0.0, 0.51, False),          # no zero-output reference
+])
+def test_offset_only(kind: str, measured: float, zero: float | None, var: float, tol: float,
+                     offset: bool) -> None:
+    assert offset_only(kind, measured, zero, var, tol) is offset
 
 
 # --- wired on real models ------------------------------------------------------------------
@@ -52,6 +64,7 @@ def test_fires_on_a_wrong_output_bias() -> None:
     exp = classification_experiment(model=lambda: BiasedOutput(mlp(10, 3), bias=8.0))
     (f,), _ = _findings(exp, "init-loss-mismatch")
     assert f.evidence["measured"] > f.evidence["expected"] + f.evidence["tolerance"]
+    assert f.severity.value == "warning"  # confidently wrong outputs: a fault of the init
     assert "init_output_bias" in f.fix
     assert len(f.evidence["suggested_output_bias"]) == 3
 
@@ -62,6 +75,9 @@ def test_fires_on_uncentred_regression_targets() -> None:
     exp = regression_experiment(train=(X, y * 10 + 50))
     (f,), _ = _findings(exp, "init-loss-mismatch")
     assert f.evidence["measured"] > 10 * f.evidence["expected"]
+    # outputs near zero, the excess is the targets' mean: advice (info), as on d2l's
+    # canonical linear regression, not a fault of the init
+    assert f.severity.value == "info" and "first steps learn that offset" in f.message
 
 
 def test_imbalanced_prior_fires_then_init_output_bias_fixes_it() -> None:
@@ -71,6 +87,7 @@ def test_imbalanced_prior_fires_then_init_output_bias_fixes_it() -> None:
     exp = classification_experiment(model=lambda: mlp(10, 2), train=(X, y), val=None)
     (f,), _ = _findings(exp, "init-loss-mismatch")
     assert f.evidence["zero_output_loss"] > f.evidence["expected"] + f.evidence["tolerance"]
+    assert f.severity.value == "info"  # default init, outputs near uniform: the prior's excess
 
     def fixed() -> nn.Module:
         net = mlp(10, 2)

@@ -34,7 +34,13 @@ from nnrecipe.core.registry import Check
 from nnrecipe.report.plots import COLORS, new_figure
 from nnrecipe.skeleton._util import paired_improvement
 from nnrecipe.skeleton.reference import class_prior
-from nnrecipe.skeleton.shortrun import EvalSplit, evaluation_split, score, short_run
+from nnrecipe.skeleton.shortrun import (
+    EvalSplit,
+    evaluation_split,
+    flat_start,
+    score,
+    short_run,
+)
 
 # "Beaten" means better by more than two standard errors of the paired per-sample difference
 # (loss or accuracy): a difference a short run's noise would produce less than ~2.5% of the
@@ -220,10 +226,12 @@ class BaselineNotBeaten(Check):
         self._table(ctx, results, comparisons, split)
         if any(not c.beaten for c in comparisons if c.name == "majority"):
             self._plot(ctx, results)  # the table says it all when the model wins
-        return self._findings(ctx, results, comparisons, model_run.steps, split)
+        return self._findings(ctx, results, comparisons, model_run.steps, split,
+                              flat_start(model_run.step_losses))
 
     def _findings(self, ctx: Context, results: dict[str, dict[str, Any]],
-                  comparisons: list[Comparison], steps: int, split: EvalSplit) -> list[Finding]:
+                  comparisons: list[Comparison], steps: int, split: EvalSplit,
+                  flat: bool = False) -> list[Finding]:
         metric = "accuracy" if ctx.task_type == "classification" else "mse"
         findings = []
         for c in comparisons:
@@ -248,7 +256,15 @@ class BaselineNotBeaten(Check):
             msg = (f"after a short run of {steps} steps the model does not beat the "
                    f"{base['kind']} baseline on {split.label} ({scores}; required: better by "
                    f"{Z:g} standard errors of the paired per-sample difference)")
-            if c.name == "majority":
+            if c.name == "majority" and flat:
+                evidence["flat_start"] = True
+                findings.append(self.finding(
+                    msg + "; its training loss has not moved in these steps: too early to "
+                    "tell a bug from a slow start", evidence, severity=Severity.INFO,
+                    fix="Give the short run more steps (options={'short_run_steps': N}) or "
+                    "check the rate with `nnrecipe lr`; if the loss never moves, see "
+                    "cannot-overfit-batch."))
+            elif c.name == "majority":
                 findings.append(self.finding(msg, evidence))
         return findings
 

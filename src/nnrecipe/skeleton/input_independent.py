@@ -28,7 +28,12 @@ from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.registry import Check
 from nnrecipe.report.plots import line_plot
 from nnrecipe.skeleton._util import paired_improvement
-from nnrecipe.skeleton.shortrun import evaluation_split, short_run, train_loss_tail
+from nnrecipe.skeleton.shortrun import (
+    evaluation_split,
+    flat_start,
+    short_run,
+    train_loss_tail,
+)
 
 # Significance as for the baselines: better by two standard errors of the paired difference.
 Z = 2.0
@@ -131,6 +136,13 @@ class InputIndependent(Check):
                 "not the validation loss: the model memorises inputs that do not predict the "
                 "labels (labels shuffled or misaligned with their inputs?)", evidence,
                 severity=Severity.WARNING)]
+        if flat_start(real.step_losses):
+            evidence["flat_start"] = True
+            return [self.finding(
+                head + "; the training loss has not moved in these steps: too early to tell "
+                "whether the inputs help", evidence, severity=Severity.INFO,
+                fix="Give the short run more steps (options={'short_run_steps': N}) or check "
+                "the rate with `nnrecipe lr`.")]
         return [self.finding(
             head + "; the inputs do reach the output, yet they help neither on training nor "
             "on validation data: the labels carry no signal the model can find (shuffled or "

@@ -162,6 +162,26 @@ def input_sensitivity(ctx: Context, model: nn.Module, split: EvalSplit) -> float
     return float((real - zero).abs().max() / real.abs().max().clamp(min=1e-12))
 
 
+# A short run whose training loss moved by less than this share of its start (and by less
+# than 2 standard errors of the two windows' means) has not started learning: a comparison
+# with a baseline cannot tell a bug from a slow start (by reasoning: a learnable task at a
+# workable rate moves the loss by several percent in 100 steps; the CIFAR-10 tutorial at SGD
+# 1e-3, batch 4, sat at ln 10 = 2.303 after 100 steps and trains fine over 12,500).
+FLAT_FRACTION = 0.01
+
+
+def flat_start(losses: list[float], fraction: float = 0.2, z: float = 2.0) -> bool:
+    """Pure: did the step losses stay flat (neither fall nor rise beyond noise) over the run?
+    Head and tail are the means of the first and last ``fraction`` of the finite losses."""
+    finite = [v for v in losses if math.isfinite(v)]
+    k = max(2, int(len(finite) * fraction))
+    if len(finite) < 2 * k:
+        return False
+    head, tail = np.asarray(finite[:k]), np.asarray(finite[-k:])
+    se = math.sqrt(head.var(ddof=1) / k + tail.var(ddof=1) / k)
+    return abs(head.mean() - tail.mean()) <= max(z * se, FLAT_FRACTION * abs(head.mean()))
+
+
 def train_loss_tail(losses: list[float], fraction: float = 0.2) -> float:
     """Mean of the last ``fraction`` of the step losses (a smoothed final training loss)."""
     k = max(1, int(len(losses) * fraction))
