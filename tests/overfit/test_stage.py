@@ -62,7 +62,8 @@ def test_underfitting_fires_when_the_model_cannot_overfit() -> None:
     (f,) = res.findings
     assert f.code == "underfitting" and f.stage == "overfit"
     assert f.severity >= Severity.WARNING
-    assert f.evidence["fractions"]["None"] > 3 * TARGET_FRACTION
+    assert f.evidence["fractions"]["model"] > 3 * TARGET_FRACTION
+    assert "did not overfit" in f.message  # not "can overfit ... still 34%" (issue 11)
 
 
 def test_capacity_sizes_and_verdict() -> None:

@@ -172,17 +172,18 @@ class Capacity(Check):
             return []
         frac = verdict.fractions.get(verdict.best_size, math.inf)
         largest = max(runs.final, key=_key) if runs.final else None
-        what = f"no model size tried ({arg} up to {largest})" if arg else "the model"
+        what = (f"no model size tried ({arg} up to {largest}) overfit" if arg
+                else "the model did not overfit")
         how = f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr else \
             f"your optimizer (lr={user:.3g})"
         evidence = {"subset": k, "steps": steps, "lr": runs.lr or user,
                     "target_fraction": TARGET_FRACTION,
-                    "initial_loss": {str(s): v for s, v in runs.initial.items()},
-                    "final_loss": {str(s): v for s, v in runs.final.items()},
-                    "fractions": {str(s): v for s, v in verdict.fractions.items()},
+                    "initial_loss": {_size_key(s): v for s, v in runs.initial.items()},
+                    "final_loss": {_size_key(s): v for s, v in runs.final.items()},
+                    "fractions": {_size_key(s): v for s, v in verdict.fractions.items()},
                     "capacity_arg": arg}
         return [self.finding(
-            f"{what} can overfit {k} training samples: after {steps} steps with {how} the "
+            f"{what} {k} training samples: after {steps} steps with {how} the "
             f"training loss is still {frac:.0%} of its initial value at best (target: below "
             f"{TARGET_FRACTION:.0%})" + ("" if verdict.falls_with_capacity or not arg else
                                          "; larger models did not do better"),
@@ -276,3 +277,8 @@ class Capacity(Check):
 def _key(size: Any) -> float:
     return -math.inf if size is None else float(size)
 
+
+def _size_key(size: Any) -> str:
+    """An evidence key for a model size: the size, or "model" for the experiment's own model
+    (no capacity argument; the key was "None", issue 11)."""
+    return "model" if size is None else str(size)
