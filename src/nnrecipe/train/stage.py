@@ -35,13 +35,14 @@ import torch
 from torch import nn
 
 from nnrecipe.core.context import Context
-from nnrecipe.core.findings import Finding
+from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
 from nnrecipe.core.output import atomic_torch_save
 from nnrecipe.core.registry import Check
 from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 from nnrecipe.train import detectors as det
 from nnrecipe.train import plots
+from nnrecipe.train.modes import ModeWatch
 from nnrecipe.train.monitor import Monitor, MonitorConfig, Recording
 from nnrecipe.train.nonfinite import LossNonfinite
 from nnrecipe.train.stopping import EarlyStopping, StoppingConfig
@@ -200,7 +201,7 @@ class TrainingRun(Check):
     stage = "train"
     title = "Training run: learning curves, early stopping, best checkpoint"
     order = 10
-    emits = CURVE_CODES
+    emits = (*CURVE_CODES, "eval-mode-training")
 
     def run(self, ctx: Context) -> list[Finding]:
         model = ctx.fresh_model()
@@ -212,13 +213,14 @@ class TrainingRun(Check):
                           fixed_batch=_fixed_batch(ctx), task=ctx.task_type)
         probe = EndOfEpochProbe(ctx, monitor)
         stopper = EarlyStopping(StoppingConfig.from_options(ctx.options.get("early_stopping")))
+        modes = ModeWatch()
         scheduler, schedule_name = scheduler_factory(ctx)
         clip = ctx.options.get("grad_clip")
         monitor.recording.grad_clip = float(clip) if clip else None
         history = fit(ctx, model, optimizer=optimizer,
                       epochs=int(ctx.options.get("train_epochs") or ctx.experiment.epochs),
                       scheduler=scheduler, grad_clip=float(clip) if clip else None,
-                      callbacks=[monitor, probe, stopper],
+                      callbacks=[monitor, probe, stopper, modes],
                       time_budget_s=time_budget(ctx), restore_best=True,
                       description="training with the monitor",
                       # Ctrl-C / SIGTERM: diagnose the epochs run; the best weights so far
@@ -248,7 +250,26 @@ class TrainingRun(Check):
         self._record(ctx, history, rec, stopper, state, schedule_name, extras)
         if ctx.options.get("train_figures", True):
             self._draw(ctx, rec, diagnosis, history, stopper)
-        return [f for f in diagnosis.findings if f.code in CURVE_CODES]
+        return [f for f in diagnosis.findings if f.code in CURVE_CODES] + \
+            self._mode_findings(ctx, modes)
+
+    def _mode_findings(self, ctx: Context, modes: ModeWatch) -> list[Finding]:
+        v = modes.verdict()
+        ctx.record("eval_mode_steps", v.eval_steps)
+        if not v.fires:
+            return []
+        share = v.eval_steps / max(v.steps, 1)
+        return [self.finding(
+            f"the training step switched the model to eval mode: from step {v.first_eval_step} "
+            f"on, {v.eval_steps} of {v.steps} steps ({share:.0%}) trained with "
+            f"{', '.join(v.layers[:5])} in eval mode (dropout off, batch norm frozen at its "
+            "running statistics) after the first steps had trained in train mode; an "
+            "evaluation inside the loop that never switches back does this",
+            {"first_eval_step": v.first_eval_step, "eval_steps": v.eval_steps,
+             "steps": v.steps, "eval_layers": v.layers, "share": share},
+            code="eval-mode-training", severity=Severity.WARNING,
+            fix="Call `model.train()` after every evaluation inside the training loop (or at "
+                "the start of each training step).")]
 
     def _store(self, ctx: Context, model: nn.Module, history: FitHistory, rec: Recording,
                diagnosis: det.Diagnosis, stopper: EarlyStopping, val: dict[str, float]
