@@ -131,3 +131,25 @@ def test_flat_start_tells_a_run_that_has_not_started_learning() -> None:
     assert not flat_start(list(np.linspace(2.3, 4.0, 100)))  # diverging is not "too early"
     assert not flat_start([2.3, 2.3])  # too short to say
 
+
+
+def test_majority_settled_on_imbalanced_labels_names_class_imbalance() -> None:
+    """abhuse/polyloss-pytorch#5: 86/14 binary, every prediction the majority: the cause is
+    the imbalance. A model that spreads its predictions, or balanced labels, stay quiet."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from nnrecipe.skeleton.baselines import BaselineNotBeaten
+
+    ctx = SimpleNamespace(task_type="classification", record=lambda *a: None)
+    y = torch.tensor([0] * 86 + [1] * 14)
+    majority = torch.tensor([[2.0, -2.0]]).repeat(100, 1)
+    (f,) = BaselineNotBeaten()._imbalance(ctx, y, majority)  # type: ignore[arg-type]
+    assert f.code == "class-imbalance" and f.severity.value == "warning"
+    assert f.evidence["imbalance_ratio"] > 6 and f.evidence["majority_prediction_share"] == 1.0
+    spread = majority.clone()
+    spread[:20] = torch.tensor([-2.0, 2.0])
+    assert BaselineNotBeaten()._imbalance(ctx, y, spread) == []  # type: ignore[arg-type]
+    balanced = torch.tensor([0, 1] * 50)
+    assert BaselineNotBeaten()._imbalance(ctx, balanced, majority) == []  # type: ignore[arg-type]

@@ -192,6 +192,7 @@ class BaselineNotBeaten(Check):
            "options={'short_run_steps': N}.")
     order = 50
     min_train_samples = 2  # one to train on, one held out when there is no val split
+    emits = ("class-imbalance",)
 
     def run(self, ctx: Context) -> list[Finding]:
         split = evaluation_split(ctx)
@@ -226,8 +227,43 @@ class BaselineNotBeaten(Check):
         self._table(ctx, results, comparisons, split)
         if any(not c.beaten for c in comparisons if c.name == "majority"):
             self._plot(ctx, results)  # the table says it all when the model wins
-        return self._findings(ctx, results, comparisons, model_run.steps, split,
-                              flat_start(model_run.step_losses))
+        found = self._findings(ctx, results, comparisons, model_run.steps, split,
+                               flat_start(model_run.step_losses))
+        if any(f.code == self.code and f.severity is Severity.WARNING for f in found):
+            found += self._imbalance(ctx, y_train, out)
+        return found
+
+    def _imbalance(self, ctx: Context, y_train: torch.Tensor, out: torch.Tensor
+                   ) -> list[Finding]:
+        """The majority baseline not beaten because the model settled on the majority class
+        of imbalanced training labels (abhuse/polyloss-pytorch#5: 86/14, every prediction the
+        majority): name that cause. Thresholds by reasoning: an imbalance of 3:1 or more
+        makes "always the majority" a strong local optimum of an unweighted loss, and 95% of
+        predictions on one class is that optimum reached (a model that learns the inputs
+        spreads its predictions like the labels)."""
+        if ctx.task_type != "classification" or y_train.is_floating_point() or out.ndim != 2:
+            return []
+        counts = torch.bincount(y_train.reshape(-1).clamp(min=0), minlength=out.shape[1])
+        present = counts[counts > 0]
+        if len(present) < 2:
+            return []
+        ratio = float(present.max() / present.min())
+        majority = int(counts.argmax())
+        share = float((out.argmax(1) == majority).float().mean())
+        ctx.record("imbalance_ratio", ratio)
+        ctx.record("majority_prediction_share", share)
+        if ratio < 3.0 or share < 0.95:
+            return []
+        return [self.finding(
+            f"the classes are imbalanced {ratio:.1f}:1 in training and after the short run the "
+            f"model predicts the majority class ({majority}) for {share:.0%} of the samples: an "
+            "unweighted loss lets it settle there",
+            {"imbalance_ratio": ratio, "majority_class": majority,
+             "majority_prediction_share": share}, code="class-imbalance",
+            severity=Severity.WARNING,
+            fix="Weight the loss by inverse class frequency (CrossEntropyLoss(weight=...)) or "
+                "oversample the rare classes (WeightedRandomSampler); initialise the output "
+                "bias to the log class prior; judge with balanced accuracy.")]
 
     def _findings(self, ctx: Context, results: dict[str, dict[str, Any]],
                   comparisons: list[Comparison], steps: int, split: EvalSplit,
