@@ -73,3 +73,21 @@ def test_quiet_when_the_evaluation_switches_back(restore: bool) -> None:
     assert "eval-mode-training" not in findings
     model = ctx.fresh_model()
     assert all(not m._forward_pre_hooks for m in model.modules())
+
+
+def test_the_train_stage_runs_bf16_under_autocast_and_refuses_fp16() -> None:
+    """options={"precision": "bf16"}: the stage's steps run under CPU autocast (the monitor
+    records the precision) and the run still learns; "fp16" is refused before training (the
+    stage's steps apply no GradScaler)."""
+    exp = classification_experiment(epochs=3)
+    ctx = Context(exp, options={"train_figures": False, "precision": "bf16"})
+    result = run_stages(ctx, ["train"])
+    state = ctx.state["train"]
+    assert state["recording"].precision is not None
+    assert state["history"].epochs[-1].train_loss < state["history"].epochs[0].train_loss
+    assert not [f for f in result.findings if f.severity.value != "info"]
+    ctx16 = Context(classification_experiment(epochs=1),
+                    options={"train_figures": False, "precision": "fp16"})
+    checks = run_stages(ctx16, ["train"]).stages[0].checks
+    (training,) = [c for c in checks if c.name == "training"]
+    assert training.status != "passed"
