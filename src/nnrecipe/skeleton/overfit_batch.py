@@ -375,7 +375,8 @@ class CannotOverfitBatch(Check):
         if out is None:
             return
         rows = []
-        if ctx.task_type == "classification" and out.ndim == 2 and out.shape[1] > 1:
+        if ctx.task_type == "classification" and out.ndim == 2 and out.shape[1] > 1 \
+                and y.ndim == 1 and not y.is_floating_point():  # class ids (not multi-hot)
             probs = torch.softmax(out, 1)
             for i in range(len(y)):
                 label = int(y[i])

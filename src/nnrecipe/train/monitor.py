@@ -867,7 +867,8 @@ class Monitor(Callback):
         rec = self._rec
         classify = self.task == "classification" or (
             self.task is None and out.ndim == 2 and out.shape[1] > 1 and not y.is_floating_point())
-        if classify and out.ndim == 2 and out.shape[1] > 1:
+        if classify and out.ndim == 2 and out.shape[1] > 1 and y.ndim == 1 \
+                and not y.is_floating_point():  # class ids (multi-hot targets: first output)
             probs = torch.softmax(out, 1)
             yy = y.cpu().long().reshape(-1)
             rec.predictions.append({"epoch": epoch, "p_true": probs[torch.arange(len(yy)), yy].tolist(),
