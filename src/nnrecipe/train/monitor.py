@@ -517,8 +517,11 @@ class Monitor(Callback):
         rec, cfg = self._rec, self.config
         sq = np.where(missing, 0.0, np.square(norms))
         has = ~missing
-        layer = np.where(has.astype(float) @ self._onehot > 0, np.sqrt(sq @ self._onehot), np.nan)
-        total = np.sqrt(sq.sum(axis=1))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN norms stay inf/NaN (the
+            # non-finite rules read them); numpy's warning reached the user's terminal
+            layer = np.where(has.astype(float) @ self._onehot > 0, np.sqrt(sq @ self._onehot),
+                             np.nan)
+            total = np.sqrt(sq.sum(axis=1))
         rec.grad_arrivals.extend(arrivals)
         rec.grad_cleared.extend(cleared)
         self._stale_steps += sum(1 for a, c in zip(arrivals, cleared, strict=True) if a and not c)
