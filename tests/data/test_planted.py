@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
+from torch import nn
 
 from tests.data.helpers import (
     blobs,
@@ -89,6 +90,11 @@ def test_imbalance_and_a_single_class() -> None:
     keep = (y == 0) | (np.arange(len(y)) % 20 == 0)  # ~20:1
     (f,) = found(run_data(experiment((X[keep], y[keep])), "class-imbalance"), "class-imbalance")
     assert f.severity.value == "warning" and f.evidence["ratio"] > 10
+    # the same labels with a class-weighted loss: the remedy is in place, info
+    weighted = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 20.0]))
+    (f,) = found(run_data(experiment((X[keep], y[keep]), loss=weighted), "class-imbalance"),
+                 "class-imbalance")
+    assert f.severity.value == "info" and "already weights" in f.message
     res = run_data(experiment((X[y == 0], y[y == 0])), "class-imbalance", "label-errors")
     (f,) = found(res, "class-imbalance")
     assert f.severity.value == "error" and "single class" in f.message
