@@ -121,6 +121,10 @@ class ConstantFeatures(DataCheck):
 RMS_MAX = 10.0
 OFFSET_RATIO, OFFSET_MIN = 3.0, 1.0
 STD_SPREAD_MAX = 100.0
+# ... unless the features share one range of values: pixels in [0, 1] fed as a table have
+# stds spread over 102x only because border pixels are almost always 0 (their range is the
+# others'); a value-range spread within sqrt(100) = 10x means rare values, not another scale.
+RANGE_SPREAD_MIN = 10.0
 
 
 @dataclass
@@ -136,8 +140,10 @@ class ScaleVerdict:
 
 
 def scale_verdict(mean: np.ndarray, std: np.ndarray, binary: np.ndarray,
-                  raw_pixels: bool = False) -> ScaleVerdict:
-    """Pure decision on per-feature (or per-channel) means and stds."""
+                  raw_pixels: bool = False, value_range: np.ndarray | None = None
+                  ) -> ScaleVerdict:
+    """Pure decision on per-feature (or per-channel) means and stds (and, for tables, each
+    feature's max - min: features sharing one range are on one scale)."""
     rms = np.sqrt(mean**2 + std**2)
     real = (~binary) & (std > 0)
     large = np.flatnonzero(real & (rms > RMS_MAX))
@@ -145,6 +151,10 @@ def scale_verdict(mean: np.ndarray, std: np.ndarray, binary: np.ndarray,
                                & (np.abs(mean) > OFFSET_MIN))
     s = std[real]
     spread = float(s.max() / s.min()) if len(s) else 1.0
+    if value_range is not None and len(s):
+        r = value_range[real]
+        if r.min() > 0 and r.max() / r.min() <= RANGE_SPREAD_MIN:
+            spread = min(spread, STD_SPREAD_MAX)  # one range of values: not another scale
     return ScaleVerdict(large.tolist(), uncentred.tolist(), spread, raw_pixels)
 
 
@@ -181,7 +191,9 @@ class UnscaledFeatures(DataCheck):
             raw = None
         # a constant column (float rounding included) has no scale to judge: std 0 here
         mean, std = st.mean, np.where(st.constant, 0.0, st.std)
-        v = scale_verdict(mean, std, binary, raw_pixels=raw is not None)
+        value_range = None if view.kind == IMAGE else np.asarray(cols.hi - cols.lo, float)
+        v = scale_verdict(mean, std, binary, raw_pixels=raw is not None,
+                          value_range=value_range)
         ctx.record("max_rms", float(np.sqrt(mean**2 + std**2).max()) if len(mean) else 0.0)
         ctx.record("std_spread", v.spread)
         ctx.record("uncentred", len(v.uncentred))
