@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -96,4 +97,19 @@ def test_imbalanced_prior_fires_then_init_output_bias_fixes_it() -> None:
 
     found, _ = _findings(classification_experiment(model=fixed, train=(X, y), val=None),
                          "init-loss-mismatch")
+    assert found == []
+
+
+def test_a_class_weighted_loss_expects_the_best_constant_not_the_prior() -> None:
+    """95/5 labels under CrossEntropyLoss(weight=inverse frequency): uniform outputs (the
+    default init) are the best constant, the prior scores far worse; quiet. Without the
+    weights the prior's loss is the reference and the default init is above it (info)."""
+    X, y = blobs(n=2000, classes=2)
+    keep = (y == 0) | (np.arange(len(y)) % 19 == 0)  # ~95:5
+    X, y = X[keep], y[keep]
+    counts = np.bincount(y, minlength=2)
+    weights = torch.tensor(len(y) / (2 * counts), dtype=torch.float32)
+    exp = classification_experiment(model=lambda: mlp(10, 2), train=(X, y), val=None,
+                                    loss=nn.CrossEntropyLoss(weight=weights))
+    found, _ = _findings(exp, "init-loss-mismatch")
     assert found == []
