@@ -135,3 +135,15 @@ def test_fires_on_a_learnable_loss_that_no_optimizer_holds() -> None:
     findings, _, _ = zoo.run_checks(classification_experiment(loss=_TemperatureLoss()), *CODES)
     (f,) = findings
     assert f.code == "params-not-in-optimizer" and f.evidence["loss_parameters_missing"] == 1
+
+
+def test_stale_gradients_on_tensors_no_optimizer_holds_are_not_a_second_finding() -> None:
+    """zero_grad() clears only what the optimizer holds: with an optimizer built from another
+    instance, the model's gradients do go stale, but the cause is params-not-in-optimizer
+    (zjunlp/HVPNeT#5 got both, the consequence at error). A step that never clears gradients
+    on an optimizer that holds them still fires grads-not-zeroed (tests/skeleton/
+    test_step_faults.py)."""
+    other = mlp(10, 3)
+    exp = classification_experiment(optimizer=lambda params: torch.optim.Adam(other.parameters()))
+    findings, checks, _ = zoo.run_checks(exp, *CODES, "grads-not-zeroed")
+    assert [f.code for f in findings] == ["params-not-in-optimizer"]
