@@ -51,7 +51,7 @@ class GradsNotZeroed(Check):
     def run(self, ctx: Context) -> list[Finding]:
         probe = get_probe(ctx, self.name)["a"]
         found = stale_verdict(probe.stale)
-        outside = _not_in_optimizer(ctx)
+        outside = set(probe.trainable) - probe.in_optimizer
         if outside:
             # zero_grad() clears only what the optimizer holds: stale gradients on tensors it
             # does not hold are params-not-in-optimizer's finding (zjunlp/HVPNeT#5 reported the
@@ -74,14 +74,3 @@ class GradsNotZeroed(Check):
             f"old/new gradient norm up to {max(finite, default=float('inf')):.3g}): gradients "
             "accumulate across steps, so each update is the sum of all past gradients", evidence)]
 
-
-def _not_in_optimizer(ctx: Context) -> set[str]:
-    """Names of the trainable parameters of a fresh model that the experiment's optimizer
-    does not hold (empty when the optimizer cannot be built here)."""
-    try:
-        model = ctx.fresh_model(seed=ctx.seed)
-        opt = ctx.make_optimizer(model)
-    except Exception:  # noqa: BLE001 - the probe already reported what it could
-        return set()
-    held = {id(p) for g in opt.param_groups for p in g["params"]}
-    return {n for n, p in model.named_parameters() if p.requires_grad and id(p) not in held}
