@@ -221,8 +221,15 @@ class TrainingRun(Check):
         # options["precision"] = "bf16": the steps run under autocast (fp16 is refused there:
         # the stage's steps apply no GradScaler)
         with training_autocast(ctx.options.get("precision"), ctx.device):
-            history = self._fit(ctx, model, optimizer, scheduler, clip, monitor, probe,
-                                stopper, modes)
+            history = fit(ctx, model, optimizer=optimizer,
+                          epochs=int(ctx.options.get("train_epochs") or ctx.experiment.epochs),
+                          scheduler=scheduler, grad_clip=float(clip) if clip else None,
+                          callbacks=[monitor, probe, stopper, modes],
+                          time_budget_s=time_budget(ctx), restore_best=True,
+                          description="training with the monitor",
+                          # Ctrl-C / SIGTERM: diagnose the epochs run; the best weights so
+                          # far are on disk already (written on each improvement).
+                          keep_on_interrupt=True, checkpoint=checkpoint_path(ctx))
         if history.checkpoint_error:
             ctx.record("checkpoint_error", history.checkpoint_error)
         rec = monitor.recording
@@ -249,20 +256,6 @@ class TrainingRun(Check):
             self._draw(ctx, rec, diagnosis, history, stopper)
         return [f for f in diagnosis.findings if f.code in CURVE_CODES] + \
             self._mode_findings(ctx, modes)
-
-    @staticmethod
-    def _fit(ctx: Context, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-             clip: Any, monitor: Monitor, probe: EndOfEpochProbe, stopper: EarlyStopping,
-             modes: ModeWatch) -> FitHistory:
-        return fit(ctx, model, optimizer=optimizer,
-                   epochs=int(ctx.options.get("train_epochs") or ctx.experiment.epochs),
-                   scheduler=scheduler, grad_clip=float(clip) if clip else None,
-                   callbacks=[monitor, probe, stopper, modes],
-                   time_budget_s=time_budget(ctx), restore_best=True,
-                   description="training with the monitor",
-                   # Ctrl-C / SIGTERM: diagnose the epochs run; the best weights so far
-                   # are on disk already (written on each improvement).
-                   keep_on_interrupt=True, checkpoint=checkpoint_path(ctx))
 
     def _mode_findings(self, ctx: Context, modes: ModeWatch) -> list[Finding]:
         v = modes.verdict()
