@@ -162,21 +162,19 @@ class InitLossMismatch(Check):
             evidence["class_prior"] = [round(float(p), 4) for p in class_prior(y, out.shape[1])]
         what = ("ln C for balanced classes, the prior's entropy otherwise" if kind == "nats"
                 else "the loss of predicting the targets' mean (their variance for MSE)")
-        severity = None
         if verdict.direction == "high" and offset_only(kind, measured, zero, float(out.var()),
                                                        verdict.tolerance):
             # The default init is doing its job (outputs near zero); the excess is the targets'
             # mean or the class prior, which every canonical example leaves to the first steps
             # (d2l's linear regression: 30.6 vs 14.4; Lightning's autoencoder). The recipe's
             # "init well" is advice here, not a fault: info.
-            severity = Severity.INFO
             msg = (f"initial loss {measured:.4g} is above the expected {expected:.4g} ({what}): "
                    f"the untrained outputs sit near zero (mean {evidence['output_mean']:.3g}, "
                    f"std {evidence['output_std']:.3g}) while the "
                    + ("targets' mean is not" if kind != "nats" else "class prior is not uniform")
                    + f" (all-zero outputs score {zero:.4g}), so the first steps learn that "
                    "offset. Starting the output bias there saves them.")
-            return [self.finding(msg, evidence, severity=severity)]
+            return [self.finding(msg, evidence, severity=Severity.INFO)]
         if verdict.direction == "high":
             msg = (f"initial loss {measured:.4g} is far above the expected {expected:.4g} "
                    f"({what}); allowed band ±{verdict.tolerance:.3g}. The output layer starts "
