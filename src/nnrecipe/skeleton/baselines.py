@@ -243,12 +243,12 @@ class BaselineNotBeaten(Check):
         spreads its predictions like the labels)."""
         if ctx.task_type != "classification" or y_train.is_floating_point() or out.ndim != 2:
             return []
-        counts = torch.bincount(y_train.reshape(-1).clamp(min=0), minlength=out.shape[1])
-        present = counts[counts > 0]
+        prior = class_prior(y_train, out.shape[1])
+        present = prior[prior > 0]
         if len(present) < 2:
             return []
         ratio = float(present.max() / present.min())
-        majority = int(counts.argmax())
+        majority = int(prior.argmax())
         share = float((out.argmax(1) == majority).float().mean())
         ctx.record("imbalance_ratio", ratio)
         ctx.record("majority_prediction_share", share)
