@@ -27,13 +27,19 @@ The methods:
 - ``steepest``, ``valley`` and ``min/10``: the common rules on one fastai-style sweep
   (1e-7..10, 100 steps, EMA 0.98 debiased smoothing, stop at 4x the minimum, first 10% and
   last 5 points dropped), implemented here as references.
+- ``cosine``: not a constant rate. The short runs' best rate used as the peak of a cosine
+  decay to 0 over the whole run (``make_scheduler("cosine")``), always trained (a decaying
+  run is not a prefix of a longer one, so each horizon is its own run), scored against the
+  same constant-rate grid: does a decaying schedule let the short runs' rate transfer to the
+  longer run without a horizon rule?
 
 Cost: training steps and wall time of nnrecipe's range test against one plain range test (a
 100-step sweep).
 
 Run: ``nice -n 10 .venv/bin/python benchmarks/lr_finder.py [--tasks digits,tabular]
-[--horizons 3,20] [--seeds 3] [--finder-seeds 3] [--jobs 2] [--trained nnrecipe]
-[--cache FILE] [--json FILE]``. Prints Markdown tables for README.md and the load average
+[--horizons 3,20] [--seeds 3] [--finder-seeds 3] [--first-finder-seed 0] [--jobs 2]
+[--trained nnrecipe] [--cache FILE] [--json FILE]``. ``--first-finder-seed 3`` runs the
+finders on seeds they were not tuned on (the horizon rule was tuned on seeds 0-2). Prints Markdown tables for README.md and the load average
 during the run. ``--cache`` keeps every training curve (task, rate, seed) in a JSON file and
 reuses it; ``--replay FILE`` re-decides nnrecipe's picks from a ``--json`` file's recorded
 short runs with the current horizon rule (exact while the runs themselves are unchanged).
@@ -65,6 +71,7 @@ from nnrecipe.core.training import infinite_batches
 from nnrecipe.examples.digits import DigitsCNN, digits_splits
 from nnrecipe.overfit.lr_range import LRSuggestion, ShortRun, carry_to_horizon, find_lr, run_sweep
 from nnrecipe.overfit.probes import ContextProbe
+from nnrecipe.overfit.schedules import make_scheduler
 
 # 1e-4 .. 0.32, half decades: the best constant Adam rate of these tasks lies between 2e-4 (20
 # epochs) and 2e-2 (3 epochs); the ends are there to bracket it.
@@ -214,18 +221,23 @@ def reference_sweep(ctx: Context) -> tuple[list[float], list[float]]:
 CACHE: dict[str, list[float]] = {}
 
 
-def curve(exp: Experiment, lr: float, seed: int, epochs: int) -> list[float]:
-    """Validation loss after each of (at least) ``epochs`` epochs of a constant-rate Adam run
-    (inf once non-finite). Constant-rate runs are prefixes of each other, so the cache keeps
-    the longest curve per (task, rate, seed) and a shorter horizon reads its head."""
+def curve(exp: Experiment, lr: float, seed: int, epochs: int, schedule: str = "constant"
+          ) -> list[float]:
+    """Validation loss after each of (at least) ``epochs`` epochs of an Adam run at rate
+    ``lr`` (inf once non-finite). Constant-rate runs are prefixes of each other, so the cache
+    keeps the longest curve per (task, rate, seed) and a shorter horizon reads its head; a
+    decaying ``schedule`` (over exactly ``epochs``) is keyed by its length too."""
     key = f"{exp.name}|{lr:.6g}|{seed}"
+    if schedule != "constant":
+        key += f"|{schedule}|{epochs}"
     have = CACHE.get(key)
     if have is not None and (len(have) >= epochs or math.inf in have):
         return have + [math.inf] * (epochs - len(have))
     ctx = Context(exp, seed=100 + seed)
     model = ctx.fresh_model(seed=100 + seed)
     h = fit(ctx, model, optimizer=torch.optim.Adam(model.parameters(), lr=lr),
-            epochs=epochs, restore_best=False, description=f"lr={lr:.2g}")
+            epochs=epochs, restore_best=False, description=f"lr={lr:.2g}",
+            scheduler=None if schedule == "constant" else make_scheduler(schedule))
     vals = [e.val.get("loss", math.inf) if e.val else math.inf for e in h.epochs]
     vals = [v if math.isfinite(v) else math.inf for v in vals]
     CACHE[key] = vals + [math.inf] * (epochs - len(vals))
@@ -235,13 +247,15 @@ def curve(exp: Experiment, lr: float, seed: int, epochs: int) -> list[float]:
 SCORING = "final"  # or "best" (set by --score)
 
 
-def score(exp: Experiment, lr: float, seeds: int, horizon: int) -> float:
+def score(exp: Experiment, lr: float, seeds: int, horizon: int, schedule: str = "constant"
+          ) -> float:
     """Mean over training seeds of the validation loss at the end of ``horizon`` epochs (the
-    model a constant-rate run of that length ends with), or with ``--score best`` the best
-    within them (what a trainer that restores the best epoch keeps)."""
+    model a run of that length ends with), or with ``--score best`` the best within them
+    (what a trainer that restores the best epoch keeps)."""
+    curves = [curve(exp, lr, s, horizon, schedule)[:horizon] for s in range(seeds)]
     if SCORING == "best":
-        return float(np.mean([min(curve(exp, lr, s, horizon)[:horizon]) for s in range(seeds)]))
-    return float(np.mean([curve(exp, lr, s, horizon)[horizon - 1] for s in range(seeds)]))
+        return float(np.mean([min(c) for c in curves]))
+    return float(np.mean([c[horizon - 1] for c in curves]))
 
 
 def grid_search(exp: Experiment, seeds: int, horizons: list[int]) -> dict[int, dict[float, float]]:
@@ -281,7 +295,8 @@ class HorizonResult:
     finds: list[dict]  # what nnrecipe's find_lr measured (for replaying rules)
 
 
-METHODS = ("nnrecipe", "short", "steepest", "valley", "min/10")
+METHODS = ("nnrecipe", "short", "steepest", "valley", "min/10", "cosine")
+ALWAYS_TRAINED = ("cosine",)  # not a constant rate: it cannot be read off the grid
 
 
 def _find_record(found: LRSuggestion) -> dict:
@@ -310,9 +325,20 @@ def interpolated(grid: dict[float, float], lr: float) -> float:
     return ys[j - 1] + t * (ys[j] - ys[j - 1])
 
 
+def method_ratio(exp: Experiment, method: str, lr: float, seeds: int, horizon: int,
+                 grid: dict[float, float], trained: tuple[str, ...]) -> float:
+    """One pick's score / the grid's best: trained with the grid's seeds, or read off it."""
+    best = min(grid.values())
+    if method == "cosine":
+        return score(exp, lr, seeds, horizon, "cosine") / best
+    return (score(exp, lr, seeds, horizon) if method in trained
+            else interpolated(grid, lr)) / best
+
+
 def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
              cache: str | None = None, scoring: str = "final",
-             trained: tuple[str, ...] = METHODS) -> tuple[list[HorizonResult], float]:
+             trained: tuple[str, ...] = METHODS, first_seed: int = 0
+             ) -> tuple[list[HorizonResult], float]:
     global SCORING
     SCORING = scoring
     torch.set_num_threads(1)
@@ -328,7 +354,8 @@ def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
             json.dump(CACHE, fh)
     out = []
     sweeps, sweep_secs = {}, {}
-    for fs in range(finder_seeds):  # the reference rules read one plain sweep per finder seed
+    finder_range = range(first_seed, first_seed + finder_seeds)
+    for fs in finder_range:  # the reference rules read one plain sweep per finder seed
         t1 = time.perf_counter()
         sweeps[fs] = fastai_curve(*reference_sweep(Context(base, seed=fs)))
         sweep_secs[fs] = time.perf_counter() - t1
@@ -340,7 +367,7 @@ def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
         steps: dict[str, list[int]] = {m: [] for m in METHODS}
         secs: dict[str, list[float]] = {m: [] for m in METHODS}
         finds = []
-        for fs in range(finder_seeds):
+        for fs in finder_range:
             ctx = Context(exp, seed=fs)
             t1 = time.perf_counter()
             # one run gives both: the horizon-aware suggestion and the short runs' own best
@@ -349,7 +376,8 @@ def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
             finds.append(_find_record(found))
             n = (sum(len(s.losses) for s in found.sweeps)
                  + sum(len(r.train_losses) for r in found.runs))
-            for m, lr in (("nnrecipe", found.suggested), ("short", found.short_rate)):
+            for m, lr in (("nnrecipe", found.suggested), ("short", found.short_rate),
+                          ("cosine", found.short_rate)):
                 picks[m].append(lr)
                 steps[m].append(n)
                 secs[m].append(took)
@@ -359,8 +387,7 @@ def run_task(name: str, seeds: int, horizons: list[int], finder_seeds: int,
                 picks[m].append(rule(lrs, losses))
                 steps[m].append(100)
                 secs[m].append(sweep_secs[fs])
-        ratios = {m: [(score(exp, lr, seeds, horizon) if m in trained
-                       else interpolated(grid, lr)) / grid[best_lr] for lr in v]
+        ratios = {m: [method_ratio(exp, m, lr, seeds, horizon, grid, trained) for lr in v]
                   for m, v in picks.items()}
         floor = score(exp, best_lr * 10 ** 0.01, seeds, horizon) / grid[best_lr]
         per_epoch = math.ceil(len(exp.train[0]) / exp.batch_size)
@@ -423,6 +450,13 @@ def replay_task(name: str, results: list[dict], seeds: int, cache: str | None
         res.suggestions["nnrecipe"] = picks
         res.ratios["nnrecipe"] = [score(exp, lr, seeds, res.horizon) / res.grid_best
                                   for lr in picks]
+        if "cosine" not in res.ratios:  # a run recorded before the cosine column
+            short = [float(rec["short_rate"]) for rec in res.finds]
+            res.suggestions["cosine"] = short
+            res.ratios["cosine"] = [score(exp, lr, seeds, res.horizon, "cosine")
+                                    / res.grid_best for lr in short]
+            for k in ("finder_steps", "finder_seconds"):
+                getattr(res, k)["cosine"] = list(getattr(res, k)["nnrecipe"])
         out.append(res)
     if cache:
         with open(f"{cache}.{name}", "w") as fh:
@@ -442,6 +476,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="training seeds per rate")
     ap.add_argument("--finder-seeds", type=int, default=3,
                     help="independent runs of each finder (seeds of its sweeps and runs)")
+    ap.add_argument("--first-finder-seed", type=int, default=0,
+                    help="the finders' seeds are this one and the next finder-seeds - 1")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--cache", help="JSON file of training curves to reuse (while iterating)")
     ap.add_argument("--grid-only", action="store_true", help="only train and cache the grid")
@@ -482,7 +518,8 @@ def main() -> None:
             trained = METHODS if args.trained == "all" else tuple(args.trained.split(","))
             results = list(pool.map(run_task, names, [args.seeds] * n, [horizons] * n,
                                     [args.finder_seeds] * n, [args.cache] * n,
-                                    [args.score] * n, [trained] * n))
+                                    [args.score] * n, [trained] * n,
+                                    [args.first_finder_seed] * n))
     if args.cache:
         merged: dict[str, list[float]] = {}
         if os.path.exists(args.cache):
@@ -506,6 +543,7 @@ def main() -> None:
             with open(args.json, "w") as fh:
                 json.dump({"results": [dataclasses.asdict(r) for r in flat],
                            "seeds": args.seeds, "finder_seeds": args.finder_seeds,
+                           "first_finder_seed": args.first_finder_seed,
                            "scoring": args.score, "load_start": load0,
                            "load_end": os.getloadavg()[0]}, fh, default=str)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s with {args.jobs} processes; load "
@@ -533,14 +571,15 @@ def report(results: list[HorizonResult], seconds: dict[str, float]) -> None:
         print(f"| **{horizon} epochs: median / worst (task, seed)** | | | | "
               + " | ".join(f"**{a:.2f}** / {b:.2f}" for a, b in zip(med, worst, strict=True))
               + " |")
-    print("\nLike for like, every method's picks read off the grid (interpolated(): never "
-          "better than the grid's best), median / worst (task, seed):\n")
-    print("| horizon | " + " | ".join(f"`{m}`" for m in METHODS) + " |")
-    print("|---|" + "---|" * len(METHODS))
+    constant = [m for m in METHODS if m not in ALWAYS_TRAINED]
+    print("\nLike for like, every constant-rate method's picks read off the grid "
+          "(interpolated(): never better than the grid's best), median / worst (task, seed):\n")
+    print("| horizon | " + " | ".join(f"`{m}`" for m in constant) + " |")
+    print("|---|" + "---|" * len(constant))
     for horizon in sorted({r.horizon for r in results}):
         rs = [r for r in results if r.horizon == horizon]
         read = {m: [interpolated(r.grid, lr) / r.grid_best for r in rs for lr in r.suggestions[m]]
-                for m in METHODS}
+                for m in constant}
         print(f"| {horizon} epochs | " + " | ".join(
             f"{np.median(v):.2f} / {max(v):.2f}" for v in read.values()) + " |")
     print("\nSuggested rates (per finder seed):\n")
