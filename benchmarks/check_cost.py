@@ -18,8 +18,22 @@ nnrecipe adds. With ``--before SRC`` the CLI also runs from another source tree 
 older commit: ``git archive COMMIT src | tar -x -C /tmp/before``, then
 ``--before /tmp/before/src``), interleaved with the current one: the before/after table.
 
+Bytecode: an installed package runs from compiled bytecode (pip compiles it on install), but
+a shell with ``PYTHONDONTWRITEBYTECODE=1`` (this machine's) makes every child process compile
+nnrecipe's ~85 modules from source again (0.25 s of CPU at load ~9). The child processes
+therefore keep their bytecode under ``PYTHONPYCACHEPREFIX`` (``--pycache``, default
+``$TMPDIR/nnrecipe-check-cost-pycache``, kept between runs: the source trees are not touched;
+the first, uncounted round fills it, which the first time compiles torch's modules too). ``--compile-each-run`` measures the
+old way; ``--bytecode-pair`` adds a row for the current tree compiled each run, interleaved,
+with its CPU ratio pair by pair.
+
+``--phases N``: where one CLI process spends its CPU (importing the experiment file,
+validating, importing the stages, the checks and, within them, rendering figures, writing the
+report), medians of N processes; the first two phases are mostly the floor.
+
 Run: .venv/bin/python benchmarks/check_cost.py [--repeats N] [--cli-repeats N] [--skip-cli]
-     [--demo-only] [--before SRC]
+     [--demo-only] [--before SRC] [--cli-only] [--compile-each-run] [--bytecode-pair]
+     [--phases N]
 """
 
 from __future__ import annotations
@@ -147,6 +161,54 @@ for i in range(0, len(X), exp.batch_size):
 """
 
 
+# Where one CLI process spends its CPU: the CLI's own entry point, with the phases wrapped.
+PHASES = """
+import sys, time
+T0 = time.process_time()
+spent = {}
+def wrap(mod, attr, name):
+    f = getattr(mod, attr)
+    def timed(*a, **k):
+        t = time.process_time()
+        try:
+            return f(*a, **k)
+        finally:
+            spent[name] = spent.get(name, 0.0) + time.process_time() - t
+    setattr(mod, attr, timed)
+import nnrecipe.cli as cli
+spent["start-up (the CLI, typer)"] = time.process_time() - T0
+import nnrecipe.api, nnrecipe.core.context, nnrecipe.core.runner, nnrecipe.loading
+import nnrecipe.report, nnrecipe.report.figures
+wrap(nnrecipe.loading, "load_experiment", "import the experiment file (floor)")
+wrap(nnrecipe.api, "validate_experiment", "validate: model, optimizer (floor)")
+wrap(nnrecipe.core.runner, "load_stage_checks", "import the stages (matplotlib...)")
+wrap(nnrecipe.core.runner, "run_check", "the checks")
+wrap(nnrecipe.core.context, "figure_to_png", "  of which rendering figures")
+wrap(nnrecipe.report, "write_outputs", "write the report")
+wrap(nnrecipe.report.figures, "compact_png", "  of which compacting figures")
+sys.argv = ["nnrecipe", "check", sys.argv[1], "--out", sys.argv[2], "--quiet",
+            "--fail-on", "never"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+spent["the whole process"] = time.process_time() - T0
+print(repr(spent))
+"""
+
+
+def _child_env(bytecode: str | None) -> dict[str, str]:
+    """One torch thread; bytecode kept under ``bytecode`` (a folder) or, with None,
+    nnrecipe compiled from source in every process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = bytecode
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """(wall, CPU of the child) seconds of one process."""
     before, start = os.times(), time.perf_counter()
@@ -156,10 +218,10 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
                   + after.children_system - before.children_system)
 
 
-def cli_demo(src: str | None = None) -> tuple[float, float]:
+def cli_demo(bytecode: str | None, src: str | None = None) -> tuple[float, float]:
     """(wall, CPU of the child) seconds of the real CLI on the demo, one torch thread; from
     the source tree ``src`` when given (put first on PYTHONPATH)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = _child_env(bytecode)
     if src:
         env["PYTHONPATH"] = src
     with tempfile.TemporaryDirectory() as out:
@@ -168,37 +230,74 @@ def cli_demo(src: str | None = None) -> tuple[float, float]:
                        "--fail-on", "never"], env)
 
 
-def floor_demo() -> tuple[float, float]:
+def floor_demo(bytecode: str | None) -> tuple[float, float]:
     """(wall, CPU) seconds of the user's own script (FLOOR) on the demo."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return _timed([sys.executable, "-c", FLOOR, str(ROOT / "src/nnrecipe/examples/digits.py")],
-                  env)
+                  _child_env(bytecode))
 
 
-def cli_table(repeats: int, before: str | None) -> None:
-    """The whole processes, interleaved (floor, [before,] now, ...); medians."""
-    runs: dict[str, list[tuple[float, float]]] = {"floor": [], "before": [], "now": []}
-    for i in range(repeats + 1):  # the first round warms the file cache: not counted
-        got = {"floor": floor_demo(), **({"before": cli_demo(before)} if before else {}),
-               "now": cli_demo()}
+def _pair_ratio(runs: dict[str, list[tuple[float, float]]], a: str, b: str, what: str) -> None:
+    ratios = [x[1] / y[1] for x, y in zip(runs[a], runs[b], strict=True)]
+    print(f"\nCPU {what}, pair by pair: median {statistics.median(ratios):.3f} "
+          f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+
+
+def cli_table(repeats: int, before: str | None, bytecode: str | None,
+              pair: bool = False) -> None:
+    """The whole processes, interleaved (floor, [before,] now, [now compiling], ...);
+    medians."""
+    variants = {"floor": lambda: floor_demo(bytecode),
+                **({"before": lambda: cli_demo(bytecode, before)} if before else {}),
+                "now": lambda: cli_demo(bytecode),
+                **({"compiled": lambda: cli_demo(None)} if pair and bytecode else {})}
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    for i in range(repeats + 1):  # the first round warms the file and bytecode caches
+        got = {k: run_one() for k, run_one in variants.items()}
         if i:
             for k, v in got.items():
                 runs[k].append(v)
     med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
-           for k, v in runs.items() if v}
-    print(f"\nWhole processes on the demo, one torch thread, medians of {repeats} interleaved "
-          "rounds:\n")
+           for k, v in runs.items()}
+    how = ("bytecode cached, as installed" if bytecode
+           else "nnrecipe compiled from source in every process")
+    print(f"\nWhole processes on the demo, one torch thread ({how}), medians of {repeats} "
+          "interleaved rounds:\n")
     print("| process | wall | CPU | CPU above the floor |")
     print("|---|---|---|---|")
     labels = {"floor": "the user's own script (imports, model, optimizer, 1 epoch)",
-              "before": f"`nnrecipe check`, before ({before})", "now": "`nnrecipe check`"}
+              "before": f"`nnrecipe check`, before ({before})", "now": "`nnrecipe check`",
+              "compiled": "`nnrecipe check`, its sources compiled in every process"}
     for k, (wall, cpu) in med.items():
         extra = "" if k == "floor" else f"{cpu - med['floor'][1]:.1f} s"
         print(f"| {labels[k]} | {wall:.1f} s | {cpu:.1f} s | {extra} |")
     if before:
-        ratios = [n[1] / b[1] for n, b in zip(runs["now"], runs["before"], strict=True)]
-        print(f"\nCPU now / before, pair by pair: median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+        _pair_ratio(runs, "now", "before", "now / before")
+    if "compiled" in runs:
+        _pair_ratio(runs, "now", "compiled", "bytecode cached / compiled each run")
+
+
+def phases(repeats: int, bytecode: str | None) -> None:
+    """Medians over ``repeats`` CLI processes of the CPU seconds in each phase (PHASES)."""
+    import ast
+
+    got: list[dict[str, float]] = []
+    for i in range(repeats + 1):  # the first fills the bytecode cache: not counted
+        with tempfile.TemporaryDirectory() as out:
+            proc = subprocess.run([sys.executable, "-c", PHASES,
+                                   str(ROOT / "src/nnrecipe/examples/digits.py"), out],
+                                  check=True, capture_output=True, text=True,
+                                  env=_child_env(bytecode))
+        if i:
+            got.append(ast.literal_eval(proc.stdout.strip().splitlines()[-1]))
+    print(f"\nCPU seconds per phase of one `nnrecipe check` process on the demo, medians of "
+          f"{repeats}:\n")
+    print("| phase | CPU |")
+    print("|---|---|")
+    order = ["start-up", "import the experiment", "validate", "import the stages",
+             "the checks", "  of which rendering", "write the report", "  of which compacting",
+             "the whole process"]  # the checks hold the figures, the report the compacting
+    for k in sorted(got[0], key=lambda k: [k.startswith(o) for o in order].index(True)):
+        print(f"| {k} | {statistics.median(g.get(k, 0.0) for g in got):.2f} s |")
 
 
 def main() -> None:
@@ -209,15 +308,32 @@ def main() -> None:
     parser.add_argument("--cli-repeats", type=int, default=3)
     parser.add_argument("--before", help="a source tree (its src/) to time the CLI from too")
     parser.add_argument("--cli-only", action="store_true", help="only the whole processes")
+    parser.add_argument("--compile-each-run", action="store_true",
+                        help="no bytecode cache: nnrecipe compiled from source in every process")
+    parser.add_argument("--bytecode-pair", action="store_true",
+                        help="also the current tree compiled in every process, interleaved")
+    parser.add_argument("--pycache", default=str(Path(tempfile.gettempdir())
+                                                  / "nnrecipe-check-cost-pycache"),
+                        help="where the child processes keep their bytecode")
+    parser.add_argument("--phases", type=int, default=0, metavar="N",
+                        help="only the CPU per phase of N CLI processes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     load0 = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    if args.cli_only:
-        cli_table(args.cli_repeats, args.before)
-        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-        print(f"\n{os.cpu_count()} CPUs; load average (1, 5, 15 min) at the start: {load0}; "
-              f"at the end: {load}")
-        return
+    bytecode = None if args.compile_each_run else args.pycache
+    if args.phases:
+        phases(args.phases, bytecode)
+    elif args.cli_only:
+        cli_table(args.cli_repeats, args.before, bytecode, args.bytecode_pair)
+    else:
+        in_process(args, bytecode)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"\n{os.cpu_count()} CPUs; load average (1, 5, 15 min) at the start: {load0}; "
+          f"at the end: {load}")
+
+
+def in_process(args: argparse.Namespace, bytecode: str | None) -> None:
+    """The in-process table (and the whole processes unless --skip-cli)."""
     rows = [measure("digits demo (CNN)", digits.experiment, args.repeats)]
     if not args.demo_only:
         rows.append(measure("5M-parameter CNN, 3x32x32", cnn5m_experiment,
@@ -234,10 +350,7 @@ def main() -> None:
               f"{r['stages'].get('data', 0.0):.1f} s | {sk:.1f} s | "
               f"{sk / r['epoch_s']:.1f} | {', '.join(r['findings']) or 'none'} |")
     if not args.skip_cli:
-        cli_table(args.cli_repeats, args.before)
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"\n{os.cpu_count()} CPUs; load average (1, 5, 15 min) at the start: {load0}; "
-          f"at the end: {load}")
+        cli_table(args.cli_repeats, args.before, bytecode, args.bytecode_pair)
 
 
 if __name__ == "__main__":
