@@ -491,7 +491,12 @@ def main() -> None:
                                      "horizon rule, and score them (the others as recorded)")
     ap.add_argument("--json", help="also write every result (grids, picks, what find_lr "
                                    "measured) to this JSON file")
+    ap.add_argument("--merge", help="comma list of --json files (runs of different tasks): "
+                                    "print their tables as one report, run nothing")
     args = ap.parse_args()
+    if args.merge:
+        merged_report(args.merge.split(","))
+        return
     names = args.tasks.split(",")
     horizons = sorted(int(h) for h in args.horizons.split(","))
     n = len(names)
@@ -551,6 +556,26 @@ def main() -> None:
           f"({os.cpu_count()} cores)")
 
 
+def merged_report(files: list[str]) -> None:
+    """One report from several --json files (say, the tasks split across two invocations
+    while the grid of some was still being trained)."""
+    global SCORING
+    flat: list[HorizonResult] = []
+    for f in files:
+        with open(f) as fh:
+            data = json.load(fh)
+        SCORING = data.get("scoring", SCORING)
+        for r in data["results"]:
+            res = HorizonResult(**r)
+            res.grid = {float(k): v for k, v in r["grid"].items()}
+            flat.append(res)
+        print(f"{f}: finder seeds from {data.get('first_finder_seed', 0)}, "
+              f"{data['finder_seeds']} of them, {data['seeds']} training seeds; load average "
+              f"{data['load_start']:.1f} at the start, {data['load_end']:.1f} at the end")
+    print()
+    report(flat, {})
+
+
 SCORING_TEXT = {"final": "at the end of the run", "best": "the best within the run"}
 
 
@@ -596,7 +621,8 @@ def report(results: list[HorizonResult], seconds: dict[str, float]) -> None:
         ref = np.median(r.finder_seconds["steepest"])
         print(f"- {r.task}, {r.horizon} epochs: {int(st)} steps ({st / 100:.1f}x), "
               f"{sec:.1f} s vs {ref:.2f} s ({sec / ref:.1f}x)")
-    print(f"\nseconds per task: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}")
+    if seconds:
+        print(f"\nseconds per task: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}")
 
 
 if __name__ == "__main__":
