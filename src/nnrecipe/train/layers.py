@@ -14,9 +14,17 @@ from nnrecipe.train.signals import moving_median, smoothing_window
 
 MIN_SPIKES = 3  # gradient-norm spikes: three, not one (a single bad batch happens)
 # exploding-gradients: the global norm 10x its running median and 10x its early-training
-# level (measured max/median on the demo: 3.8), 3+ times; or the last fifth's median 10x the
-# first tenth's; or growing 100x from the last layer to the first.
+# level (measured max/median on the demo: 3.8), 3+ times; or growing 100x from the last layer
+# to the first; or growth over the run: the last fifth's median norm 10x the upper spread of
+# the first tenth (its 90th percentile, so a noisy start is not growth), while the training
+# loss over the same stretch did not fall beyond its noise (GROWTH_FALL_Z standard errors of
+# the two windows' medians). Reasoning: a model that leaves a flat start (an LSTM at ln C,
+# gradients ~0.1) gets larger gradients as it learns; measured on the healthy corpus,
+# waves-lstm seeds 0-2: median growth 8-13x, 4.3-5.8x over the early spread, the loss falling
+# from 1.1 to 0.3-0.37 (tens of standard errors). Exploding gradients hurt the loss: SGD past
+# its stability limit (tests/train/broken.py) grows them > 1000x while the loss climbs.
 GRAD_SPIKE, GRAD_GROWTH, DEPTH_RATIO = 10.0, 10.0, 100.0
+GROWTH_FALL_Z = 3.0
 # vanishing-gradients: relative gradient (||g||/||w||) of the first layer below 1/100 of the
 # last layer's (measured: 0.17-0.3 on healthy runs, 1e-8 on ten sigmoid layers).
 VANISH_RATIO = 1e-2
@@ -32,33 +40,78 @@ UPDATE_LOW, UPDATE_HIGH = 1e-5, 1e-1
 class ExplodingVerdict:
     fires: bool
     spikes: list[int] = field(default_factory=list)  # indices into the grad-norm series
-    growth: float = 1.0
+    growth: float = 1.0  # median of the last fifth / median of the first tenth
     depth_ratio: float = 1.0  # first layer / last layer, relative gradients
     nonfinite: bool = False
+    spread_growth: float = 1.0  # median of the last fifth / 90th percentile of the first tenth
+    loss_head: float = math.nan  # median training loss over the first tenth
+    loss_tail: float = math.nan  # and over the last fifth
+    loss_fall_z: float = math.nan  # (head - tail) in standard errors of the two medians
+    growing: bool = False  # the growth rule fired (growth beyond the spread, loss not falling)
+
+
+MEDIAN_SE = 1.2533  # standard error of a median of w normal values, times sqrt(w) / sigma
+
+
+def _window_median(x: np.ndarray) -> tuple[float, float]:
+    """Median of a window and its standard error (robust scatter, MAD x 1.4826)."""
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan
+    med = float(np.median(x))
+    sigma = 1.4826 * float(np.median(np.abs(x - med)))
+    return med, MEDIAN_SE * sigma / math.sqrt(len(x))
+
+
+def loss_fall(losses: Sequence[float]) -> tuple[float, float, float]:
+    """The training loss's median over the first tenth (at least 5 steps) and over the last
+    fifth, and the fall between them in standard errors of the two medians (NaN when too
+    short; inf when both windows are noiseless and the loss fell)."""
+    a = np.asarray(losses, dtype=float)
+    n = len(a)
+    if n < 10:
+        return math.nan, math.nan, math.nan
+    head, se_h = _window_median(a[: max(5, n // 10)])
+    tail, se_t = _window_median(a[-max(1, n // 5):])
+    se = math.hypot(se_h, se_t)
+    if not (math.isfinite(head) and math.isfinite(tail)):
+        return head, tail, math.nan
+    z = (head - tail) / se if se > 0 else (math.inf if head > tail else 0.0)
+    return head, tail, float(z)
 
 
 def exploding_verdict(total_norms: Sequence[float], *, depth_ratio: float = 1.0,
-                      nonfinite: bool = False) -> ExplodingVerdict:
-    """Global gradient norm spiking 10x its running median, growing 10x over the run, or
-    growing 100x from the last layer to the first; non-finite gradients after growth."""
+                      nonfinite: bool = False, losses: Sequence[float] | None = None
+                      ) -> ExplodingVerdict:
+    """Global gradient norm spiking 10x its running median, growing 10x over the run beyond
+    the early spread while the loss does not fall (``losses``: the step losses; without them
+    the growth alone decides), or growing 100x from the last layer to the first; non-finite
+    gradients after growth."""
     g = np.asarray(total_norms, dtype=float)
     g = g[np.isfinite(g)]
     n = len(g)
     spikes: list[int] = []
-    growth = 1.0
+    growth = spread = 1.0
     if n >= 10:
         w = smoothing_window(n)
         med = moving_median(g, w)
-        head = np.median(g[: max(5, n // 10)])
+        early = g[: max(5, n // 10)]
+        head = np.median(early)
         # against the larger of the running median and the early-training scale: near zero
         # loss, a calm stretch of tiny gradients makes any ordinary batch look like a spike
         ref = np.maximum(med, head)
         spikes = [i for i in range(w, n) if ref[i - 1] > 0 and g[i] >= GRAD_SPIKE * ref[i - 1]]
         tail = np.median(g[-max(1, n // 5):])
         growth = float(tail / head) if head > 0 else 1.0
-    fires = len(spikes) >= MIN_SPIKES or growth >= GRAD_GROWTH or depth_ratio >= DEPTH_RATIO \
+        upper = float(np.quantile(early, 0.9))
+        spread = float(tail / upper) if upper > 0 else 1.0
+    lh, lt, z = loss_fall(losses) if losses is not None else (math.nan, math.nan, math.nan)
+    fell = z >= GROWTH_FALL_Z  # NaN (no losses, too short): not known to fall
+    growing = spread >= GRAD_GROWTH and not fell
+    fires = len(spikes) >= MIN_SPIKES or growing or depth_ratio >= DEPTH_RATIO \
         or (nonfinite and (growth >= 3 or len(spikes) > 0))
-    return ExplodingVerdict(bool(fires), spikes, growth, float(depth_ratio), nonfinite)
+    return ExplodingVerdict(bool(fires), spikes, growth, float(depth_ratio), nonfinite, spread,
+                            lh, lt, z, bool(growing))
 
 
 @dataclass
