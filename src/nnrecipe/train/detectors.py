@@ -42,11 +42,13 @@ from nnrecipe.train.codes import (  # noqa: F401  (re-exported)
     WeightsFluctuating,
 )
 from nnrecipe.train.curves import (  # noqa: F401  (re-exported)
+    BLOWUP_RECOVERED,
     BLOWUP_START,
     DIVERGE_ABOVE_START,
     DIVERGE_LOST_FRACTION,
     DIVERGE_Z,
     HIGH_PLATEAU,
+    LONE_Z,
     LOW_UPDATE_RATIO,
     MIN_RISES,
     MIN_SPIKES,
@@ -99,6 +101,7 @@ from nnrecipe.train.layers import (  # noqa: F401  (re-exported)
     DEPTH_RATIO,
     GRAD_GROWTH,
     GRAD_SPIKE,
+    GROWTH_FALL_Z,
     SATURATED_FRACTION,
     UPDATE_HIGH,
     UPDATE_LOW,
@@ -231,7 +234,8 @@ def diagnose(rec: Any, extras: Extras | None = None) -> Diagnosis:
     if upd.fires:
         out.append(_update_ratio_finding(upd, lr))
     v["lr-too-low"] = lv = lr_too_low_verdict(rec.loss, upd.typical)
-    unstable = dv.fires or hv.fires or nf is not None
+    # an early transient the run recovered from (info) says nothing about the rest of it
+    unstable = dv.fires or (hv.fires and not _transient(hv)) or nf is not None
     if lv.fires and not unstable:
         out.append(_lr_low_finding(lv, lr, ex))
     v["lr-schedule-misstepped"] = sv = schedule_verdict(rec.lr, configured=ex.schedule,
@@ -286,6 +290,12 @@ def diagnose(rec: Any, extras: Extras | None = None) -> Diagnosis:
     for f in out:
         f.evidence.setdefault("where", ex.where)
     return Diagnosis(out, v, gq)
+
+
+def _transient(hv: LrHighVerdict) -> bool:
+    """The only sign of a too-high rate is an early blow-up the run recovered from (advice)."""
+    return bool(hv.kind == "blow-up" and hv.blowup is not None and hv.blowup.transient
+                and len(hv.spikes) < MIN_SPIKES and len(hv.rises) < MIN_RISES)
 
 
 def _epoch_train(rec: Any, sizes: Sequence[float] | None, ends: list[int]) -> list[float]:
@@ -384,9 +394,23 @@ def _lr_high_finding(hv: LrHighVerdict, rec: Any, lr: float | None, ex: Extras,
             bits.append(f"the loss then stalled at {_f(bv.end)}, {bv.end / ref:.0%} of the loss "
                         f"of predicting the prior ({_f(ref)}): training is no better than chance")
             severity = Severity.ERROR
+        elif _transient(hv):
+            bits.append(f"the run recovered: below half its start at the end ({_f(bv.end)}) and "
+                        "no later step back above the start; a transient under "
+                        f"{BLOWUP_RECOVERED:g}x the start is an overshoot while momentum builds "
+                        "up or the first steps settle, and it cost only those steps")
+            severity = Severity.INFO
+        elif bv.recovered and not bv.transient:
+            bits.append(f"it recovered to {_f(bv.end)}, but a peak over {BLOWUP_RECOVERED:g}x "
+                        "the start is far beyond an overshooting first few steps")
+        elif bv.late_excursions and not bv.stalled_high:
+            steps = ", ".join(map(str, bv.late_excursions[:5]))
+            bits.append(f"it came down to {_f(bv.end)} but the loss went back above its start "
+                        f"later (steps {steps}, each {LONE_Z:g}+ noise units of its batch over "
+                        "it): the rate stayed too high")
         elif ref:
-            bits.append(f"it recovered to {_f(bv.end)} (the prior's loss is {_f(ref)}), but "
-                        "the damage of the first steps stays in the weights")
+            bits.append(f"it ended at {_f(bv.end)} (the prior's loss is {_f(ref)}), above half "
+                        "the loss it started from")
     if len(hv.spikes) >= MIN_SPIKES:
         zs = ", ".join(f"{z:.1f}" for z in hv.spike_z[:5])
         bits.append(f"{len(hv.spikes)} loss spikes at steps {', '.join(map(str, hv.spikes[:5]))}"
@@ -415,7 +439,11 @@ def _lr_high_finding(hv: LrHighVerdict, rec: Any, lr: float | None, ex: Extras,
                                         "rising_epochs": hv.rises, "rise_sigma": hv.rise_z,
                                         "lr": lr, "lr_range_test": ex.lr_range,
                                         "weight_growth": bv.weight_growth if bv else None,
-                                        "early_peak": bv.early_peak if bv else None},
+                                        "early_peak": bv.early_peak if bv else None,
+                                        "early_peak_ratio": (bv.early_peak / bv.start if bv and
+                                                             bv.early and bv.start > 0 else None),
+                                        "recovered": bv.recovered if bv else None,
+                                        "late_excursions": bv.late_excursions[:20] if bv else []},
                                   severity=severity, fix=fix)
 
 
@@ -504,7 +532,8 @@ def _exploding(rec: Any) -> ExplodingVerdict:
     names, rel = relative_gradients(rec)
     depth = rel[0] / rel[-1] if len(rel) >= 2 and rel[-1] > 0 else 1.0
     nonfinite = bool(rec.nonfinite and rec.nonfinite.get("where") == "gradients")
-    return exploding_verdict(rec.grad_total, depth_ratio=depth, nonfinite=nonfinite)
+    return exploding_verdict(rec.grad_total, depth_ratio=depth, nonfinite=nonfinite,
+                             losses=rec.loss)
 
 
 def _exploding_finding(ev: ExplodingVerdict, rec: Any, gq: dict[str, float]) -> Finding:
@@ -513,9 +542,15 @@ def _exploding_finding(ev: ExplodingVerdict, rec: Any, gq: dict[str, float]) -> 
         steps = [rec.grad.steps[i] for i in ev.spikes[:5] if i < len(rec.grad.steps)]
         bits.append(f"{len(ev.spikes)} gradient-norm spikes >= {GRAD_SPIKE:g}x the running median "
                     f"(steps {', '.join(map(str, steps))})")
-    if ev.growth >= GRAD_GROWTH:
+    if ev.growing:
+        fell = (f"the training loss went from {_f(ev.loss_head)} to {_f(ev.loss_tail)} over the "
+                f"same stretch ({ev.loss_fall_z:.1f} standard errors of fall; a growth that "
+                f"comes with a fall of {GROWTH_FALL_Z:g} or more is a model leaving its flat "
+                "start, not this)" if math.isfinite(ev.loss_fall_z) else
+                "the training loss over the same stretch is unknown")
         bits.append(f"the gradient norm grew {ev.growth:.3g}x from the first tenth of the run to "
-                    f"the last fifth (threshold {GRAD_GROWTH:g}x)")
+                    f"the last fifth, {ev.spread_growth:.3g}x the upper spread of the first "
+                    f"tenth (its 90th percentile; threshold {GRAD_GROWTH:g}x), while {fell}")
     if ev.depth_ratio >= DEPTH_RATIO:
         bits.append(f"the first layer's relative gradient is {ev.depth_ratio:.3g}x the last "
                     f"layer's (threshold {DEPTH_RATIO:g}x)")
@@ -524,7 +559,8 @@ def _exploding_finding(ev: ExplodingVerdict, rec: Any, gq: dict[str, float]) -> 
     fix = (f"{_clip_advice(gq)[0].upper()}{_clip_advice(gq)[1:]}; lower the learning rate; add "
            "normalisation layers; scale the targets (regression) to unit variance.")
     return ExplodingGradients.make_finding("; ".join(bits), {
-        "spikes": ev.spikes[:50], "growth": ev.growth, "depth_ratio": ev.depth_ratio,
+        "spikes": ev.spikes[:50], "growth": ev.growth, "spread_growth": ev.spread_growth,
+        "loss_fall_sigma": ev.loss_fall_z, "depth_ratio": ev.depth_ratio,
         "grad_norm_quantiles": gq}, fix=fix)
 
 

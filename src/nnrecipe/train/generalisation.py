@@ -22,6 +22,19 @@ from nnrecipe.train.signals import finite, zigzag
 # after the best, or one when early stopping (GL/PQ) ended the run there (it stops at the
 # first epoch over its line: issue 11 item 6).
 OVERFIT_RISE, OVERFIT_EPOCHS, OVERFIT_Z = 0.10, 2, 3.0
+# Without per-sample losses (nnrecipe.watch, Lightning: only the epoch's mean is known) the
+# margin is the noise of the validation curve itself: the epoch-to-epoch scatter of log(val)
+# over the healthy part (the epochs up to the best), from second differences (a smooth
+# trend cancels in them; for independent epoch noise s they scatter with sd s sqrt(6); a
+# median of their sizes, so the curvature of a steep first drop does not set it), and the
+# rise from the best to the last epoch (both noisy: s sqrt(2)) must clear OVERFIT_Z of it,
+# counted from one s above the best: the best epoch is the lowest point of a noisy curve, so
+# it sits below the level the curve had there (the minimum of ~5 neighbouring epochs falls
+# 1.16 s below their mean, on average). Needs CURVE_NOISE_MIN second differences; with fewer
+# the 10% line alone decides. Measured: the healthy corpus's friedman-sgd-momentum under
+# watch() rose 10% (seed 0; scatter s = 7.3%) and 17% (seed 2; s = 3.7%, one epoch's jump
+# after a flat best) over the lowest point of its own bouncing curve: 0.25 and 2.24 units.
+CURVE_NOISE_MIN = 3
 # underfitting: a linear model beats the network by 5% on validation, or the network keeps
 # less than a quarter of the gain the linear model makes over the majority baseline. Without
 # baselines only a network that learned next to nothing: less than NO_BASELINE_GAIN below the
@@ -69,6 +82,8 @@ class OverfitVerdict:
     rise: float = 0.0  # relative rise of val loss over its best (at the last epoch)
     z: float = math.nan  # that rise in standard errors of the paired difference
     stopped_by: str | None = None
+    curve_noise: float = math.nan  # epoch-to-epoch scatter of log(val) (no per-sample losses)
+    curve_z: float = math.nan  # the rise above best + scatter, in units of scatter x sqrt 2
 
 
 def paired_rel_se(per_sample: np.ndarray | None, best: int, last: int) -> float:
@@ -84,15 +99,29 @@ def paired_rel_se(per_sample: np.ndarray | None, best: int, last: int) -> float:
     return float(d.std(ddof=1) / math.sqrt(ok.sum()) / a[ok].mean())
 
 
+def curve_noise(values: Sequence[float]) -> float:
+    """Epoch-to-epoch scatter of a positive curve, relative to its level: the sd of the
+    independent noise on log(values), from the median size of the second differences
+    (median |N(0, 6 s^2)| = 0.6745 s sqrt 6). NaN with fewer than CURVE_NOISE_MIN of them."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if len(v) < CURVE_NOISE_MIN + 2:
+        return math.nan
+    d2 = np.diff(np.log(v), 2)
+    return float(np.median(np.abs(d2)) / (0.6745 * math.sqrt(6)))
+
+
 def overfitting_verdict(train: Sequence[float], val: Sequence[float], *,
                         per_sample_val: np.ndarray | None = None,
                         stopped_by: str | None = None) -> OverfitVerdict:
-    """Validation loss rising after its best, ending 10% above it and beyond the paired noise,
+    """Validation loss rising after its best, ending 10% above it and beyond the noise,
     while the training loss kept falling.
 
     ``per_sample_val``: (epochs, samples) validation losses, for the paired noise; without it
-    the 10% rise alone is the margin. ``stopped_by``: "GL"/"PQ" when early stopping ended the
-    run for a rising validation loss, which then needs only one epoch after the best.
+    the noise is the validation curve's own epoch-to-epoch scatter over the epochs up to the
+    best (:func:`curve_noise`), and with too few of those the 10% rise alone is the margin.
+    ``stopped_by``: "GL"/"PQ" when early stopping ended the run for a rising validation loss,
+    which then needs only one epoch after the best.
     """
     v = np.asarray(val, dtype=float)
     t = np.asarray(train, dtype=float)
@@ -105,13 +134,16 @@ def overfitting_verdict(train: Sequence[float], val: Sequence[float], *,
     rise = float(v[-1] / v[b] - 1)
     rel_se = paired_rel_se(per_sample_val, b, len(v) - 1)
     z = rise / rel_se if rel_se > 0 else math.nan
+    noise = curve_noise(v[:b + 1]) if math.isnan(z) else math.nan
+    cz = ((math.log(v[-1] / v[b]) - noise) / (noise * math.sqrt(2)) if noise > 0 and v[-1] > 0
+          else math.inf if noise == 0 else math.nan)
     train_fell = bool(np.isfinite(t[-1]) and t[-1] < t[b])
     need = 1 if stopped_by in ("GL", "PQ") else OVERFIT_EPOCHS
+    beyond_noise = z >= OVERFIT_Z if not math.isnan(z) else (math.isnan(cz) or cz >= OVERFIT_Z)
     fires = bool(len(v) >= 3 and len(after) >= need and rise > OVERFIT_RISE
-                 and after[-1] >= after[0] and train_fell
-                 and (math.isnan(z) or z >= OVERFIT_Z))
+                 and after[-1] >= after[0] and train_fell and beyond_noise)
     return OverfitVerdict(fires, b + 1, b + 2 if fires else None, float(v[b]), float(v[-1]),
-                          rise, float(z), stopped_by)
+                          rise, float(z), stopped_by, noise, float(cz))
 
 
 # =================================================================== underfitting
