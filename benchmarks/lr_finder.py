@@ -464,6 +464,75 @@ def replay_task(name: str, results: list[dict], seeds: int, cache: str | None
     return out, time.perf_counter() - t0
 
 
+# The cosine grid: peaks from 3.2e-4 to 0.1 in half decades (the constant grid's best rates
+# lie between 5.6e-4 and 1e-2, and a cosine run's best peak is not below its best constant
+# rate: its mean rate is half its peak), refined like the constant grid.
+COSINE_GRID = GRID[1:7]
+
+
+def cosine_task(name: str, seeds: int, horizons: list[int], files: list[str],
+                cache: str | None) -> list[dict]:
+    """For an experiment that decays its rate by cosine: a grid of cosine peaks trained for
+    each horizon (the truth), and the finders' recorded picks (``files``: --json outputs)
+    trained as peaks: the short runs' best rate (nnrecipe's rule for a decaying schedule) and
+    the constant-rate horizon rule's suggestion (what nnrecipe suggested before it read the
+    schedule). Ratio = the pick's validation loss at the end / the best peak's."""
+    torch.set_num_threads(1)
+    if cache and os.path.exists(cache):
+        with open(cache) as fh:
+            CACHE.update(json.load(fh))
+    base = TASKS[name]()
+    recs: dict[int, list[dict]] = {}
+    for f in files:
+        with open(f) as fh:
+            for r in json.load(fh)["results"]:
+                if r["task"] == base.name and r["horizon"] in horizons:
+                    recs.setdefault(r["horizon"], []).extend(r["finds"])
+    out = []
+    for h in horizons:
+        exp = dataclasses.replace(base, epochs=h)
+        grid = {lr: score(exp, lr, seeds, h, "cosine") for lr in COSINE_GRID}
+        for _ in range(2):
+            best = min(grid, key=grid.__getitem__)
+            for lr in (best * 10 ** -REFINE, best * 10 ** REFINE):
+                key = float(f"{lr:.6g}")
+                if all(abs(math.log10(key / g)) > 0.01 for g in grid):
+                    grid[key] = score(exp, key, seeds, h, "cosine")
+        best_lr = min(grid, key=grid.__getitem__)
+        ratios = {m: [score(exp, float(rec[k]), seeds, h, "cosine") / grid[best_lr]
+                      for rec in recs.get(h, [])]
+                  for m, k in (("peak = short runs' best", "short_rate"),
+                               ("peak = constant-rate rule", "suggested"))}
+        floor = score(exp, best_lr * 10 ** 0.01, seeds, h, "cosine") / grid[best_lr]
+        out.append({"task": base.name, "horizon": h, "best_lr": best_lr,
+                    "best": grid[best_lr], "floor": floor, "ratios": ratios,
+                    "grid": {str(k): v for k, v in sorted(grid.items())}})
+        _log(f"{name}: cosine grid at {h} epochs: best peak {best_lr:.2g}; "
+             + "; ".join(f"{m} {np.median(v):.3f}/{max(v):.3f}" for m, v in ratios.items() if v))
+    if cache:
+        with open(f"{cache}.{name}", "w") as fh:
+            json.dump(CACHE, fh)
+    return out
+
+
+def cosine_report(rows: list[dict]) -> None:
+    print("Cosine decay to 0 over the run: validation loss at the end, each pick trained as "
+          "the peak / the best peak of a cosine grid at the same horizon (median over "
+          "finder runs, worst in brackets):\n")
+    methods = list(rows[0]["ratios"]) if rows else []
+    print("| task | epochs | best peak | noise floor | " + " | ".join(methods) + " |")
+    print("|---|---|---|---|" + "---|" * len(methods))
+    for r in rows:
+        print(f"| {r['task']} | {r['horizon']} | {r['best_lr']:.1e} | {r['floor']:.3f} | "
+              + " | ".join(f"{np.median(r['ratios'][m]):.3f} ({max(r['ratios'][m]):.3f})"
+                           for m in methods) + " |")
+    for h in sorted({r["horizon"] for r in rows}):
+        vals = {m: [v for r in rows if r["horizon"] == h for v in r["ratios"][m]]
+                for m in methods}
+        print(f"| **{h} epochs: median / worst** | | | | " + " | ".join(
+            f"**{np.median(v):.2f}** / {max(v):.2f}" for v in vals.values()) + " |")
+
+
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {msg}", file=sys.stderr,
           flush=True)
@@ -493,9 +562,29 @@ def main() -> None:
                                    "measured) to this JSON file")
     ap.add_argument("--merge", help="comma list of --json files (runs of different tasks): "
                                     "print their tables as one report, run nothing")
+    ap.add_argument("--cosine-grid", help="comma list of --json files: train a grid of cosine "
+                                          "peaks per task and horizon and score the recorded "
+                                          "picks as peaks (see cosine_task)")
     args = ap.parse_args()
     if args.merge:
         merged_report(args.merge.split(","))
+        return
+    if args.cosine_grid:
+        names = args.tasks.split(",")
+        hs = sorted(int(h) for h in args.horizons.split(","))
+        load0, t0 = os.getloadavg()[0], time.perf_counter()
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = [r for rs in pool.map(cosine_task, names, [args.seeds] * len(names),
+                                         [hs] * len(names),
+                                         [args.cosine_grid.split(",")] * len(names),
+                                         [args.cache] * len(names)) for r in rs]
+        cosine_report(rows)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"cosine": rows, "seeds": args.seeds, "load_start": load0,
+                           "load_end": os.getloadavg()[0]}, fh)
+        print(f"\nwall time {time.perf_counter() - t0:.0f} s with {args.jobs} processes; load "
+              f"average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
         return
     names = args.tasks.split(",")
     horizons = sorted(int(h) for h in args.horizons.split(","))
