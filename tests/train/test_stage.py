@@ -143,11 +143,10 @@ def test_tiny_data_big_model_overfits_and_stops_early() -> None:
     (broken.with_dropout, "dropout", "info"),
     (broken.easier_validation, "easier-or-leaked", "warning")])
 def test_val_below_train_and_its_cause(make: Any, cause: str, severity: str) -> None:
-    # with_dropout is pinned to seed 0: its gap (0.21-0.34) clears the margin of 100
-    # validation samples (0.19-0.27) at both last epochs on seeds 0-2 and 6 only; a setup with
-    # a gap beyond the noise on every seed is still wanted (1000 validation samples: 6 of 10)
-    seed = 0 if make is broken.with_dropout else TEST_SEED
-    findings, _, _ = train(make(seed=seed))
+    # with_dropout (p = 0.7), seeds 0-9: a gap of 0.29 (seed 3, the worst) to 0.42 against a
+    # margin of 0.100-0.124 (2.9x at the worst seed), and the dropout share of the gap
+    # 0.159-0.233 against 0.049 at most for the next cause (averaging)
+    findings, _, _ = train(make(seed=TEST_SEED))
     f = findings["val-below-train"]
     assert f.evidence["cause"] == cause and f.severity.value == severity
 
@@ -167,12 +166,11 @@ def test_huge_updates() -> None:
 
 
 def test_weights_fluctuating() -> None:
-    # Pinned to seed 0, not statistical: the zig-zag of five epochs is one trajectory's; on
-    # seeds 0-9 this setup fires on 6 (jitter 0.10-0.25) and is monotone on 4 (jitter 0-0.06).
-    # Seed 0: jitter 0.131 against the 0.10 line (1.3x) on this CPU. A setup that fluctuates
-    # on every seed is still wanted (SGD 0.2 diverges on some seeds, 20 epochs calm down).
-    findings, _, _ = train(broken.fluctuating(seed=0))
-    assert findings["weights-fluctuating"].evidence["val_jitter"] >= 0.1
+    # Adam 0.1 on a linear problem (broken.fluctuating), seeds 0-9: the validation loss
+    # zig-zags by 0.179 (seed 8, the worst: 1.79x the 0.10 line) to 0.75 of its level, while
+    # the weights move by 0.011 (seed 3, the worst: 3.7x the 3e-3 line) to 0.022 per step
+    f = train(broken.fluctuating(seed=TEST_SEED))[0]["weights-fluctuating"]
+    assert f.evidence["val_jitter"] >= 0.1 and f.evidence["update_ratio"] >= 3e-3
 
 
 def test_underfitting_against_the_linear_baseline() -> None:

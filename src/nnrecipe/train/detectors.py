@@ -622,8 +622,17 @@ def _plateau_finding(pv: PlateauVerdict, rec: Any, causes: list[str]) -> Finding
 
 
 def _overfitting_finding(ov: OverfitVerdict, ex: Extras) -> Finding:
-    noise = (f", {ov.z:.1f} standard errors of the paired per-sample difference (threshold "
-             f"{OVERFIT_Z:g})" if math.isfinite(ov.z) else "")
+    if math.isfinite(ov.z):
+        noise = (f", {ov.z:.1f} standard errors of the paired per-sample difference (threshold "
+                 f"{OVERFIT_Z:g})")
+    elif math.isfinite(ov.curve_z):
+        noise = (f"; no per-sample validation losses, so the margin is the curve's own "
+                 f"epoch-to-epoch scatter, {ov.curve_noise:.1%} up to the best: the rise is "
+                 f"{ov.curve_z:.1f} units of it above the best plus one scatter (threshold "
+                 f"{OVERFIT_Z:g})")
+    else:
+        noise = ("; no per-sample validation losses and too few epochs before the best to "
+                 "measure the curve's scatter: the 10% line alone decides")
     stopped = (f"; early stopping ({ov.stopped_by}) ended the run there"
                if ov.stopped_by in ("GL", "PQ") else "")
     msg = (f"validation loss reached its best {_f(ov.best_val)} at epoch {ov.best_epoch} and rose "
@@ -642,6 +651,8 @@ def _overfitting_finding(ov: OverfitVerdict, ex: Extras) -> Finding:
     return Overfitting.make_finding(msg, {"best_epoch": ov.best_epoch, "onset_epoch": ov.onset_epoch,
                                           "best_val_loss": ov.best_val, "final_val_loss": ov.final_val,
                                           "rise": ov.rise, "paired_sigma": ov.z,
+                                          "curve_scatter": ov.curve_noise,
+                                          "curve_sigma": ov.curve_z,
                                           "stopped_by": ov.stopped_by}, severity=severity, fix=fix)
 
 
