@@ -28,9 +28,12 @@ that region) and the whole child process (start, imports and loading included).
     python benchmarks/data_audit.py --sizes 5000x16 --no-full     # a quick look
     python benchmarks/data_audit.py --memory 1600000x64,33000x3x32x32
 
-``--memory``: per data check, wall and CPU time and peak RSS (the high-water mark is reset
-before each check, /proc/self/clear_refs), for a float32 tensor of the given shape (0.41 GB
-each above), in one child per shape; the ratio is (peak RSS - RSS before the data existed) /
+``--memory``: per data check, wall and CPU time and peak RSS (the memory the previous check
+freed is returned first, then the high-water mark is reset, /proc/self/clear_refs), for a
+float32 tensor of the given shape with random rows and labels (0.41 GB each above), in one
+child per shape; ``--npz both`` (the default) runs a second child on the same arrays written
+with ``np.savez`` and read as ``nnrecipe inspect data.npz`` reads them (memory-mapped; the
+mapped pages count in RSS once read). The ratio is (peak RSS - RSS before the data existed) /
 the data's size, so the data itself counts as 1x.
 """
 
@@ -166,12 +169,12 @@ def run_nnrecipe(data: dict[str, Any], full: bool) -> dict[str, Any]:
     view = ctx.state["data_view"]
     dup_rows = np.concatenate(duplicate_groups(view, "train").groups or [np.zeros(0, int)])
     leaked = SplitLeakage()._leaks(view, "val", "train")[0]
-    issues = view.cache.get("label-issues", [])
+    issues = view.cache.get("label-issues", {})  # split -> (rows, suggested classes)
     outliers = view.cache.get("outlier-set", [])
     statuses = {c.name: c.status for s in result.stages for c in s.checks}
+    none = (np.zeros(0, int), None)
     return {"seconds": seconds, "cpu": cpu, "dup": dup_rows, "leak": leaked,
-            "flip": [r for s, r, _ in issues if s == "train"],
-            "flip_val": [r for s, r, _ in issues if s == "val"],
+            "flip": issues.get("train", none)[0], "flip_val": issues.get("val", none)[0],
             "outlier": [r for s, r in outliers if s == "train"],
             "outlier_val": [r for s, r in outliers if s == "val"], "statuses": statuses}
 
@@ -232,8 +235,10 @@ def _status_kb(key: str) -> float:
 # ------------------------------------------------------------------- memory mode
 
 
-def memory_child(shape: tuple[int, ...], seed: int) -> None:
-    """Per data check: seconds, CPU seconds, peak RSS, on one float32 tensor of ``shape``."""
+def memory_child(shape: tuple[int, ...], seed: int, npz: Path | None = None) -> None:
+    """Per data check: seconds, CPU seconds, peak RSS, on one float32 tensor of ``shape``
+    (random rows and labels) or, with ``npz``, on that file read as ``nnrecipe inspect``
+    reads it (memory-mapped; the mapped pages count in RSS once the checks touch them)."""
     import torch
     from torch import nn
 
@@ -241,20 +246,30 @@ def memory_child(shape: tuple[int, ...], seed: int) -> None:
     from nnrecipe.core.context import Context
     from nnrecipe.core.registry import checks_for_stage
     from nnrecipe.core.runner import run_stages
+    from nnrecipe.data.base import release_memory
+    from nnrecipe.data.sources import from_npz
 
     torch.set_num_threads(1)
     _preload_nnrecipe()
+    release_memory()
     base = _status_kb("VmRSS")
-    rng = np.random.default_rng(seed)
-    n, n_val = shape[0], shape[0] // 10
-    X = torch.from_numpy(rng.standard_normal((n + n_val, *shape[1:]), dtype=np.float32))
-    y = torch.from_numpy(rng.integers(0, CLASSES, n + n_val))
-    data_mb = X.numel() * 4 / 2**20
-    exp = Experiment(model=lambda: nn.Identity(), train=(X[:n], y[:n]), val=(X[n:], y[n:]),
-                     loss=nn.CrossEntropyLoss(), seed=0)
+    if npz is not None:
+        exp, _ = from_npz(npz)
+        data_mb = sum(split[0].numel() * 4 for split in (exp.train, exp.val)) / 2**20
+    else:
+        rng = np.random.default_rng(seed)
+        n, n_val = shape[0], shape[0] // 10
+        X = torch.from_numpy(rng.standard_normal((n + n_val, *shape[1:]), dtype=np.float32))
+        y = torch.from_numpy(rng.integers(0, CLASSES, n + n_val))
+        data_mb = X.numel() * 4 / 2**20
+        exp = Experiment(model=lambda: nn.Identity(), train=(X[:n], y[:n]), val=(X[n:], y[n:]),
+                         loss=nn.CrossEntropyLoss(), seed=0)
     ctx = Context(exp)
     rows = []
     for cls in checks_for_stage("data"):
+        # what the previous check freed goes back first (as each data check does on entry),
+        # so the peak is this check's own high-water mark
+        release_memory()
         _reset_peak()
         t0, c0 = time.perf_counter(), time.process_time()
         res = run_stages(ctx, ["data"], only=[cls.name])
@@ -267,7 +282,8 @@ def memory_child(shape: tuple[int, ...], seed: int) -> None:
               f"{rows[-1]['cpu']:8.1f} s CPU  peak RSS {peak / 1024:7.0f} MB = "
               f"{rows[-1]['ratio']:.2f}x the data", file=sys.stderr, flush=True)
     print("RESULT " + json.dumps({"shape": list(shape), "data_mb": data_mb,
-                                  "base_rss_mb": base / 1024, "checks": rows}))
+                                  "npz": npz is not None, "base_rss_mb": base / 1024,
+                                  "checks": rows}))
 
 
 def _reset_peak() -> None:
@@ -369,20 +385,35 @@ def memory(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for spec in args.memory.split(","):
         shape = tuple(int(v) for v in spec.split("x"))
-        print(f"\n== memory: float32 {shape} (+10% validation), load "
-              f"{os.getloadavg()[0]:.1f} ==", flush=True)
-        env = {**os.environ, **{v: "1" for v in THREAD_VARS}, "NNRECIPE_THREADS": "1"}
-        cmd = [sys.executable, __file__, "--memory-child", spec, "--seed", str(args.seed)]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        for line in proc.stdout.splitlines():
-            if line.startswith("RESULT "):
-                r = json.loads(line[7:])
-                worst = max(r["checks"], key=lambda c: c["ratio"])
-                total = sum(c["seconds"] for c in r["checks"])
-                print(f"data {r['data_mb']:.0f} MB; all checks {total:.0f} s wall, "
-                      f"{sum(c['cpu'] for c in r['checks']):.0f} s CPU; worst peak "
-                      f"{worst['ratio']:.2f}x the data ({worst['check']})")
-                out.append(r)
+        for npz in ([False, True] if args.npz == "both" else [args.npz == "only"]):
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, __file__, "--memory-child", spec, "--seed", str(args.seed)]
+                what = "in-memory tensor"
+                if npz:  # the same rows and labels, written as np.savez writes them
+                    path = Path(tmp) / "data.npz"
+                    rng = np.random.default_rng(args.seed)
+                    n, n_val = shape[0], shape[0] // 10
+                    X = rng.standard_normal((n + n_val, *shape[1:]), dtype=np.float32)
+                    y = rng.integers(0, CLASSES, n + n_val)
+                    np.savez(path, X=X[:n], y=y[:n], X_val=X[n:], y_val=y[n:])
+                    del X, y
+                    cmd += ["--data", str(path)]
+                    what = "uncompressed .npz, memory-mapped"
+                print(f"\n== memory: float32 {shape} (+10% validation), {what}, load "
+                      f"{os.getloadavg()[0]:.1f} ==", flush=True)
+                env = {**os.environ, **{v: "1" for v in THREAD_VARS}, "NNRECIPE_THREADS": "1"}
+                proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+            for line in proc.stdout.splitlines():
+                if line.startswith("RESULT "):
+                    r = json.loads(line[7:])
+                    worst = max(r["checks"], key=lambda c: c["ratio"])
+                    total = sum(c["seconds"] for c in r["checks"])
+                    r["load_after"] = os.getloadavg()[0]
+                    print(f"data {r['data_mb']:.0f} MB; all checks {total:.0f} s wall, "
+                          f"{sum(c['cpu'] for c in r['checks']):.0f} s CPU; worst peak "
+                          f"{worst['ratio']:.2f}x the data ({worst['check']}); load "
+                          f"{r['load_after']:.1f} at the end")
+                    out.append(r)
     return out
 
 
@@ -394,6 +425,9 @@ def main() -> None:
     ap.add_argument("--datalab-timeout", type=float, default=900.0)
     ap.add_argument("--no-full", action="store_true", help="skip the whole-data-stage run")
     ap.add_argument("--memory", default=None, help="shapes for the per-check memory table")
+    ap.add_argument("--npz", choices=["no", "only", "both"], default="both",
+                    help="--memory: the data as an in-memory tensor, as a memory-mapped .npz, "
+                         "or both (one child each)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", type=Path, default=None, help=argparse.SUPPRESS)
@@ -403,7 +437,7 @@ def main() -> None:
         child(args.child, args.data)
         return
     if args.memory_child:
-        memory_child(tuple(int(v) for v in args.memory_child.split("x")), args.seed)
+        memory_child(tuple(int(v) for v in args.memory_child.split("x")), args.seed, args.data)
         return
     if args.memory:
         results: list[dict[str, Any]] = memory(args)

@@ -20,7 +20,15 @@ import numpy as np
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.data import figures
-from nnrecipe.data.base import MAX_LISTED, DataCheck, fmt_list, one_blas_thread, pct, ref
+from nnrecipe.data.base import (
+    MAX_LISTED,
+    DataCheck,
+    fmt_list,
+    one_blas_thread,
+    pct,
+    ref,
+    release_memory,
+)
 from nnrecipe.data.duplicates import K_NEAR
 from nnrecipe.data.view import DataView
 from nnrecipe.report.export import record_flagged
@@ -52,7 +60,11 @@ KAPPA_MIN = 0.5
 FOLDS = 5
 FIT_MAX = 20_000  # each fold's logistic regression is fit on at most this many samples
 MIN_SAMPLES = 30
-CHUNK = 65536  # rows of neighbour labels mapped at a time (bounded temporaries)
+# Rows predicted / voted at a time. Each chunk's temporaries (the rows' representation, its
+# standardisation, the pooled copy, probabilities) are a few times CHUNK x D x 4 bytes; below
+# glibc's 32 MB mmap threshold they stay in the heap after use, so they are kept small (4 MB
+# per copy at 64 features) and the heap is trimmed between phases (base.release_memory).
+CHUNK = 16384
 
 
 @dataclass
@@ -105,16 +117,18 @@ def oof_logistic(X: Any, y: np.ndarray, k: int, seed: int) -> np.ndarray:
             continue
         model = LogisticRegression(max_iter=300, C=1.0)
         model.fit(rows(tr), y[tr])
+        release_memory()  # the fit's float64 copies, before the chunks of predictions
         P[te] = 1e-6
-        for start in range(0, len(te), 65536):
-            part = te[start:start + 65536]
+        for start in range(0, len(te), CHUNK):
+            part = te[start:start + CHUNK]
             P[np.ix_(part, classes)] = model.predict_proba(rows(part))
     return P / P.sum(1, keepdims=True)
 
 
 def split_label_issues(find: Any, y: np.ndarray, P: np.ndarray, split_id: np.ndarray
                        ) -> np.ndarray:
-    """Confident learning per split, on the shared baseline's probabilities.
+    """Confident learning per split, on the shared baseline's probabilities (rows summing
+    to 1).
 
     Pooled, cleanlab estimates one noise rate for all rows and flags that share of the least
     confident ones, wherever they are: with 10% of the training labels flipped and clean
@@ -132,11 +146,17 @@ def split_label_issues(find: Any, y: np.ndarray, P: np.ndarray, split_id: np.nda
             out[mine] = pooled[mine]
             continue
         present = np.unique(y[mine])
+        rows = np.flatnonzero(mine)
+        if len(present) == P.shape[1] and rows[-1] - rows[0] + 1 == len(rows):
+            # every class, contiguous rows (the pooled rows come split by split): a view, no
+            # copy of the split's probabilities (1.6M x 10 float64: 128 MB)
+            out[mine] = find(y[mine], P[rows[0]:rows[-1] + 1], n_jobs=1)
+            continue
         # the split's own classes only: a class it lacks has no threshold to estimate
         lut = np.full(P.shape[1], -1)
         lut[present] = np.arange(len(present))
         Ps = P[np.ix_(mine, present)]
-        Ps = Ps / Ps.sum(1, keepdims=True)
+        Ps /= Ps.sum(1, keepdims=True)
         out[mine] = find(lut[y[mine]], Ps, n_jobs=1)
     return out
 
@@ -193,14 +213,14 @@ class LabelErrors(DataCheck):
         parts = [s for s in view.splits.values() if s.labels is not None and s.ok.any()]
         train_classes = np.unique(view.train.labels[view.train.ok])  # type: ignore[index]
         # Samples of classes never seen in train cannot be judged (class-imbalance reports them)
-        split_of, pos_of, y, kn = [], [], [], []
+        split_of, pos_of, y = [], [], []
         for si, s in enumerate(parts):
             g = s.good[np.isin(s.labels[s.good], train_classes)]  # type: ignore[index]
-            split_of.append(np.full(len(g), si))
+            split_of.append(np.full(len(g), si, np.int8 if len(parts) < 128 else np.int64))
             pos_of.append(g)
             y.append(s.labels[g])  # type: ignore[index]
-            kn.append(self._neighbour_labels(view, s.name, g))
         sid, spos = np.concatenate(split_of), np.concatenate(pos_of)
+        del split_of, pos_of
 
         def rows_of(idx: np.ndarray) -> np.ndarray:
             """The representation of pooled rows ``idx`` (no pooled copy of every split)."""
@@ -217,91 +237,109 @@ class LabelErrors(DataCheck):
         k = len(train_classes)
         with ctx.task("label-error baseline (logistic regression + kNN)", None), \
                 one_blas_thread():
-            p_lr = oof_logistic(rows_of, ya, k, ctx.seed)
-            nl = np.concatenate(kn)
-            del kn
-            for start in range(0, len(nl), CHUNK):  # in place, a chunk of temporaries at a time
-                part = nl[start:start + CHUNK]
-                part[...] = np.where((part >= 0) & (part < len(lut)),
-                                     lut[np.clip(part, 0, len(lut) - 1)], -1)
-            p_knn = knn_vote(nl, k)
-            del nl
-            ctx.record("baseline_lr_accuracy", float((p_lr.argmax(1) == ya).mean()))
-            ctx.record("baseline_knn_accuracy", float((p_knn.argmax(1) == ya).mean()))
-            # in place: at 1.6M rows x 10 classes each (n, k) float64 array is 128 MB
-            P = p_lr
-            P += p_knn
-            del p_knn
+            P = oof_logistic(rows_of, ya, k, ctx.seed)
+            release_memory()
+            ctx.record("baseline_lr_accuracy", float((P.argmax(1) == ya).mean()))
+            # the neighbours' vote is added to the logistic probabilities a chunk at a time:
+            # at 1.6M rows x 10 classes each (n, k) float64 array is 128 MB, the neighbour
+            # labels (n, 10) int32 64 MB
+            knn_right = 0
+            at = 0
+            for si, s in enumerate(parts):
+                g = spos[sid == si]
+                for start in range(0, len(g), CHUNK):
+                    nl = self._neighbour_labels(view, s.name, g[start:start + CHUNK])
+                    nl = np.where((nl >= 0) & (nl < len(lut)), lut[np.clip(nl, 0, len(lut) - 1)],
+                                  -1)
+                    p_knn = knn_vote(nl, k)
+                    rows = slice(at + start, at + start + len(nl))
+                    knn_right += int((p_knn.argmax(1) == ya[rows]).sum())
+                    P[rows] += p_knn
+                at += len(g)
+            ctx.record("baseline_knn_accuracy", knn_right / max(1, len(ya)))
             P /= P.sum(1, keepdims=True)
         baseline_acc = float((P.argmax(1) == ya).mean())
         ctx.record("baseline_oof_accuracy", baseline_acc)
         present = np.bincount(ya, minlength=k) > 0
         if present.sum() < 2:
             return []
+        release_memory()
         with ctx.task("confident learning (cleanlab)", None), one_blas_thread():
             issues = split_label_issues(find_label_issues, ya, P, sid)
             joint = estimate_joint(ya, P)
             quality = get_label_quality_scores(ya, P)
         noise = float(max(0.0, 1.0 - np.trace(joint)))
+        n_rows = len(ya)
+        suggested = P.argmax(1)
+        kappa = cohen_kappa(ya, suggested, k)
         flagged = np.flatnonzero(issues)
         flagged = flagged[np.argsort(quality[flagged], kind="stable")]
-        suggested = P.argmax(1)
-        conf = float(P[flagged, suggested[flagged]].mean()) if len(flagged) else 0.0
-        # shared with later stages and the benchmark: (split name, row) of each flagged sample
-        view.cache["label-issues"] = [(parts[sid[i]].name, int(spos[i]),
-                                       int(train_classes[suggested[i]]))
-                                      for i in flagged]
-        ctx.record("flagged", len(flagged))
-        ctx.record("flagged_fraction", len(flagged) / len(ya))
+        # From here on only the flagged rows, most suspicious first: the (n, k) float64
+        # probabilities and the per-row arrays go before the outputs are built (on random
+        # labels cleanlab flags over half of the rows, so the outputs are large too).
+        f_split, f_pos, f_given = sid[flagged], spos[flagged], ya[flagged]
+        f_sug, f_quality = suggested[flagged], quality[flagged]
+        f_p_given, f_p_sug = P[flagged, f_given], P[flagged, f_sug]
+        del P, issues, quality, suggested, flagged
+        release_memory()
+        conf = float(f_p_sug.mean()) if len(f_sug) else 0.0
+        # shared with later stages and the benchmark: per split, the flagged rows and the
+        # class each looks like, most suspicious first (arrays: one entry per flagged row)
+        view.cache["label-issues"] = {
+            s.name: (f_pos[f_split == si], train_classes[f_sug[f_split == si]])
+            for si, s in enumerate(parts)}
+        ctx.record("flagged", len(f_pos))
+        ctx.record("flagged_fraction", len(f_pos) / n_rows)
         ctx.record("estimated_noise_rate", noise)
         ctx.record("mean_suggestion_confidence", conf)
-        kappa = cohen_kappa(ya, P.argmax(1), k)
         ctx.record("baseline_kappa", kappa)
-        verdict = label_errors_verdict(len(flagged), noise, conf, kappa)
+        verdict = label_errors_verdict(len(f_pos), noise, conf, kappa)
         if verdict.severity is None:
             return []
         names = [view.class_name(int(c)) for c in train_classes]
         rows, listed, items = [], [], []
-        for rank, i in enumerate(flagged):
-            sv = parts[sid[i]]
-            split, pos = sv.name, int(spos[i])
-            given, sug = names[ya[i]], names[suggested[i]]
-            if rank < 500:
-                rows.append([rank + 1, ref(sv, pos), given, sug, float(P[i, ya[i]]),
-                             float(P[i, suggested[i]]), float(quality[i])])
+        for rank in range(min(len(f_pos), 500)):
+            sv = parts[f_split[rank]]
+            split, pos = sv.name, int(f_pos[rank])
+            given, sug = names[f_given[rank]], names[f_sug[rank]]
+            p_given, p_sug = float(f_p_given[rank]), float(f_p_sug[rank])
+            rows.append([rank + 1, ref(sv, pos), given, sug, p_given, p_sug,
+                         float(f_quality[rank])])
             if rank < MAX_LISTED:
                 listed.append({"sample": ref(sv, pos), "given": given, "suggested": sug,
-                               "p_given": round(float(P[i, ya[i]]), 3),
-                               "p_suggested": round(float(P[i, suggested[i]]), 3)})
+                               "p_given": round(p_given, 3), "p_suggested": round(p_sug, 3)})
             if rank < 32:
                 where = f"[{int(sv.index[pos])}]" if split == "train" else ref(sv, pos)
                 items.append((split, pos, f"{given}->{sug}? {where}"))
         ctx.add_table("Suspected label errors (most suspicious first)",
                       ["rank", "sample", "given", "suggested", "p(given)", "p(suggested)",
                        "label quality"], rows,
-                      caption=f"{len(flagged)} flagged; baseline out-of-fold accuracy "
+                      caption=f"{len(f_pos)} flagged; baseline out-of-fold accuracy "
                               f"{baseline_acc:.3f}")
         fig = figures.mixed_grid(view, items, title="suspected label errors (given -> suggested?)")
         if fig is not None:
             ctx.add_figure("Suspected label errors", fig)
-        if len(flagged) >= MIN_MATRIX_FLAGGED:  # a few are read best in the table above
+        if len(f_pos) >= MIN_MATRIX_FLAGGED:  # a few are read best in the table above
             M = np.zeros((k, k), dtype=int)
-            np.add.at(M, (ya[flagged], suggested[flagged]), 1)
+            np.add.at(M, (f_given, f_sug), 1)
             ctx.add_figure("Given vs suggested labels", figures.count_matrix(
                 M, names, title="flagged samples: given vs suggested", xlabel="suggested",
                 ylabel="given"))
-        by_split = {s.name: int((sid[flagged] == si).sum()) for si, s in enumerate(parts)}
+        by_split = {s.name: int((f_split == si).sum()) for si, s in enumerate(parts)}
+        # one string per (given, suggested) pair, shared by its rows of flagged.csv
+        detail = [[f"given {a}, suggested {b}" for b in names] for a in names]
         for si, s in enumerate(parts):  # flagged.csv, most suspicious first
-            mine = flagged[sid[flagged] == si]
-            record_flagged(ctx, self.code, s.name, s.index[spos[mine]], scores=quality[mine],
+            mine = f_split == si
+            record_flagged(ctx, self.code, s.name, s.index[f_pos[mine]], scores=f_quality[mine],
                            score_kind="label quality", details=[
-                               f"given {names[ya[i]]}, suggested {names[suggested[i]]}"
-                               for i in mine])
-        msg = (f"{len(flagged)} of {len(ya)} samples ({pct(len(flagged) / len(ya))}) look "
+                               detail[a][b] for a, b in zip(f_given[mine].tolist(),
+                                                            f_sug[mine].tolist(), strict=True)])
+        flagged_n = len(f_pos)
+        msg = (f"{flagged_n} of {n_rows} samples ({pct(flagged_n / n_rows)}) look "
                f"mislabeled; {verdict.reason}. Most suspicious: "
                + fmt_list([f"{d['sample']} labelled {d['given']}, looks like {d['suggested']}"
                            for d in listed], 3) + ".")
-        evidence = {"flagged": len(flagged), "of": len(ya), "by_split": by_split,
+        evidence = {"flagged": flagged_n, "of": n_rows, "by_split": by_split,
                     "estimated_noise_rate": noise, "mean_suggestion_confidence": conf,
                     "baseline_oof_accuracy": baseline_acc, "baseline_kappa": kappa,
                     "samples": listed,

@@ -3,9 +3,11 @@
 With faiss-cpu installed (``pip install nnrecipe[bench]``), small sets (up to ``EXACT_MAX``
 reference samples) get faiss's exact search and larger ones its inverted-file index:
 identical and near-identical vectors fall in the same cell, so duplicates and leaks are found
-as reliably as by exact search, while the k-NN distances used for outlier scores are
-approximate. Without faiss: an exact brute-force search in numpy for small sets, and
-scikit-learn's exact search beyond.
+as reliably as by exact search, while the k-NN lists used for outlier scores are approximate
+(a true neighbour in an unprobed cell is missed). The inverted file stores the rows as
+float16 (half the memory of a float32 copy of the data) and only proposes candidates: their
+distances are recomputed exactly from the float32 representation. Without faiss: an exact
+brute-force search in numpy for small sets, and scikit-learn's exact search beyond.
 """
 
 from __future__ import annotations
@@ -28,8 +30,16 @@ EXACT_MAX = 20_000
 # outlier scores and the label vote are approximate.
 TRAIN_PER_CELL, SCAN, MAX_PROBE = 40, 2500, 32
 
-
-CHUNK = 65536  # query rows per search call (and rows added to an index at a time)
+# Query rows per search call (and rows added to an index at a time). Each chunk's temporaries
+# (the rows, their standardisation, the candidates' rows for the exact distances) are a few
+# times CHUNK x D x 4 bytes: 4 MB per copy at 64 features; the per-call cost of faiss is
+# negligible at this size.
+CHUNK = 16384
+RERANK = 2048  # queries whose candidates' rows are gathered at a time (k+3 rows each)
+# Candidates proposed beyond the k asked for, so that a neighbour whose float16 distance
+# ranked it just past the k-th still gets its exact distance (measured: with none extra the
+# 10-NN sets agreed with float32 codes' on 99.95% of neighbours, see _ivf).
+EXTRA = 2
 
 
 @dataclass
@@ -37,7 +47,8 @@ class Index:
     kind: str  # "exact" | "faiss" | "sklearn"
     data: Any  # the reference rows: an array, or a lazily computed nnrecipe.data.rep.Rep
     obj: Any = None
-    large: bool = False  # an inverted-file index holding its own copy of every row
+    large: bool = False  # an inverted file holding its own (float16) copy of every row; its
+    # candidates' distances are recomputed exactly from ``data``
 
 
 def _dense(X: Any) -> np.ndarray:
@@ -90,22 +101,65 @@ def _build(X: Any, seed: int, faiss: Any) -> Index:
     if n <= EXACT_MAX or d == 0:
         return Index("exact", _dense(X))
     if faiss is not None:
-        nlist = int(min(max(16, n ** (2 / 3) / 5), n // TRAIN_PER_CELL))
-        quantizer = faiss.IndexFlatL2(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist)
-        rng = np.random.default_rng(seed)
-        m = TRAIN_PER_CELL * nlist
-        sample = np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
-        index.cp.seed = seed
-        index.train(np.ascontiguousarray(X[sample], dtype=np.float32))
-        for start in range(0, n, CHUNK):
-            index.add(np.ascontiguousarray(X[start:start + CHUNK], dtype=np.float32))
-        index.nprobe = int(np.clip(np.ceil(SCAN * nlist / n), 1, min(MAX_PROBE, nlist)))
-        return Index("faiss", X, index, large=True)
+        return Index("faiss", X, _ivf(X, seed, faiss), large=True)
     from sklearn.neighbors import NearestNeighbors
 
     X = _dense(X)
     return Index("sklearn", X, NearestNeighbors().fit(X))
+
+
+def _ivf(X: Any, seed: int, faiss: Any) -> Any:
+    """An inverted file over the rows of ``X``, its rows stored as float16 residuals.
+
+    Memory, measured on 400k x 64 float32 (98 MB of rows): float32 codes added chunk by
+    chunk took 141 MB (faiss appends one row at a time, so every list's buffer grows by
+    doubling: up to 2x its size), float32 codes in lists reserved to their final size 104 MB,
+    float16 codes in reserved lists 55 MB. The rows' cells are assigned once, counted,
+    the lists reserved, and the rows added with their precomputed cells (no second
+    assignment pass). float16 keeps ~3 significant digits (distance errors up to 1e-3 on
+    standardised rows): the index proposes the neighbours, the distances are recomputed in
+    float32 (:func:`_rerank`); the proposed sets agree with float32 codes' on 99.95% of
+    neighbours (32k queries, 400k x 64)."""
+    n, d = X.shape
+    nlist = int(min(max(16, n ** (2 / 3) / 5), n // TRAIN_PER_CELL))
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_fp16)
+    rng = np.random.default_rng(seed)
+    m = TRAIN_PER_CELL * nlist
+    sample = np.arange(n) if n <= m else np.sort(rng.choice(n, m, replace=False))
+    index.cp.seed = seed
+    index.train(np.ascontiguousarray(X[sample], dtype=np.float32))
+    cell = np.empty(n, np.int64)
+    for start in range(0, n, CHUNK):
+        part = np.ascontiguousarray(X[start:start + CHUNK], dtype=np.float32)
+        cell[start:start + len(part)] = quantizer.search(part, 1)[1][:, 0]
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    for c, count in enumerate(np.bincount(cell, minlength=nlist).tolist()):
+        if count:  # a buffer of the final size: appending then never reallocates
+            lists.resize(c, count)
+            lists.resize(c, 0)
+    for start in range(0, n, CHUNK):
+        part = np.ascontiguousarray(X[start:start + CHUNK], dtype=np.float32)
+        a = np.ascontiguousarray(cell[start:start + len(part)])
+        index.add_core(len(part), faiss.swig_ptr(part), None, faiss.swig_ptr(a))
+    index.nprobe = int(np.clip(np.ceil(SCAN * nlist / n), 1, min(MAX_PROBE, nlist)))
+    return index
+
+
+def _rerank(ref: Any, query: np.ndarray, d2: np.ndarray, pos: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact Euclidean distances of the proposed neighbours (rows of ``ref``, -1: none,
+    which keep the index's distance and stay last), sorted by (distance, position)."""
+    dist = np.sqrt(np.maximum(d2, 0))
+    for start in range(0, len(query), RERANK):
+        p = pos[start:start + RERANK]
+        found = p >= 0
+        rows = ref[np.where(found, p, 0).ravel()].reshape(*p.shape, -1)
+        rows -= query[start:start + len(p), None, :]
+        exact = np.sqrt(np.einsum("ijk,ijk->ij", rows, rows))
+        dist[start:start + len(p)] = np.where(found, exact, dist[start:start + len(p)])
+    order = np.lexsort((pos, dist), axis=1)
+    return np.take_along_axis(dist, order, 1), np.take_along_axis(pos, order, 1)
 
 
 def _pos_dtype(n: int) -> type:
@@ -133,6 +187,11 @@ def _search(index: Index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     if index.kind == "exact":
         return _brute(index.data, query, k, exclude_self=False)
     if index.kind == "faiss":
+        if index.large:
+            with _threads(_faiss()):
+                d2, pos = index.obj.search(query, k + EXTRA)
+            dist, pos = _rerank(index.data, query, d2, pos)
+            return dist[:, :k], pos[:, :k]
         with _threads(_faiss()):
             d2, pos = index.obj.search(query, k)
         return np.sqrt(np.maximum(d2, 0)), pos

@@ -19,7 +19,7 @@ import numpy as np
 MAX_REP_DIMS = 128  # wider representations are reduced by PCA ...
 PCA_DIMS = 64       # ... to this many components (fit on at most PCA_FIT samples of train)
 PCA_FIT = 20_000
-CHUNK = 65536
+CHUNK = 16384  # rows computed at a time (a few 4 MB temporaries at 64 features)
 
 
 class Rep:
