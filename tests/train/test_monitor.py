@@ -207,3 +207,27 @@ def test_the_governor_stretches_the_optional_schedules_never_the_guard() -> None
     assert rec.coverage["nonfinite_guard"] == 200 and len(rec.grad.steps) == 200
     # update ratios every 10 steps unstretched (20 measurements); stretched: 64/10 + 64/20 + ...
     assert rec.coverage["update_ratios"] < 15 and rec.update.steps == sorted(rec.update.steps)
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_half_precision_norms_do_not_overflow(bad: bool) -> None:
+    """Quiet: a float16 gradient whose elements are all finite (1000 each) but whose L2 norm
+    (1000 * sqrt(10_000) = 1e5) is past float16's largest value, 65504. A norm taken in
+    float16 read inf, and the guard dropped a healthy update as non-finite. Fires: one inf
+    element is still caught (and the update dropped)."""
+    model = nn.Linear(10_000, 1, bias=False).half()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with Monitor(EXACT).attach(model, opt) as mon:
+        grad = torch.full_like(model.weight, 1000.0)
+        if bad:
+            grad[0, 7] = math.inf
+        model.weight.grad = grad
+        opt.step()
+        mon.record_loss(1.0)
+    rec = mon.recording
+    if bad:
+        assert rec.nonfinite is not None and rec.nonfinite["where"] == "gradients"
+        assert rec.skipped_updates == 1
+    else:
+        assert rec.nonfinite is None and rec.skipped_updates == 0
+        assert rec.grad_total[-1] == pytest.approx(1e5, rel=1e-3)

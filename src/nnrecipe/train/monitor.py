@@ -143,11 +143,14 @@ def _activation_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _segment_norm_t(values: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
-    """Per-layer L2 norms of ``values`` grouped by ``owner`` (sqrt of the summed squares), on
-    the values' device."""
-    out = torch.zeros(n, dtype=values.dtype, device=values.device)
-    return out.index_add_(0, owner, values * values).sqrt()
+def _segment_norm_t(values: torch.Tensor, owner: torch.Tensor, n: int, dim: int = 0
+                    ) -> torch.Tensor:
+    """Per-layer L2 norms of ``values`` grouped by ``owner`` along ``dim`` (sqrt of the summed
+    squares), on the values' device."""
+    shape = list(values.shape)
+    shape[dim] = n
+    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
+    return out.index_add_(dim, owner, values * values).sqrt_()
 
 
 class Monitor(Callback):
@@ -196,6 +199,7 @@ class Monitor(Callback):
         self._owner = np.zeros(0, dtype=int)
         self._onehot = np.zeros((0, 0))
         self._sample_idx: list[torch.Tensor] = []
+        self._take_idx: list[torch.Tensor | None] = []  # None: the tensor is sampled whole
         self._sample_owner = np.zeros(0, dtype=int)
         self._sample_owner_t = torch.zeros(0, dtype=torch.long)
         self._owner_t = torch.zeros(0, dtype=torch.long)
@@ -203,21 +207,23 @@ class Monitor(Callback):
         self._kept = np.zeros(0, dtype=int)
         self._pre_samples: torch.Tensor | None = None
         self._act_modules: list[tuple[str, str, nn.Module]] = []
+        self._act_hook_fns: list[tuple[nn.Module, Callable[..., None]]] = []
+        self._act_rank: dict[str, int] = {}  # activation name -> its place in the model
         self._act_values: dict[tuple[str, int], torch.Tensor] = {}
         self._act_calls: dict[str, int] = {}
         self._act_keys: list[tuple[str, int]] = []
         self._dead_masks: dict[tuple[str, int], deque[torch.Tensor]] = {}
         self._last_input: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self._stop_reason: str | None = None
-        # per-step statistics on the device: one row per optimizer step, columns = the
-        # per-tensor gradient norms, then the cleared-arrival count of the gradient probe
-        self._rows: list[torch.Tensor] = []  # per step: the norms of the tensors with a grad
+        # per-step statistics on the device: row i of ``_row_buf`` holds the per-tensor
+        # gradient norms of the i-th step since the last flush (written in place: no tensor
+        # made per step, one copy to the host per ``sync_every`` steps); ``_row_meta`` its
+        # (step, probe arrivals, arrivals found cleared, tensors with a gradient or None=all)
+        self._row_buf = torch.zeros(0, 0)
+        self._row_views: list[torch.Tensor] = []
+        self._norm_dtype: torch.dtype | None = None  # float32 for half-precision gradients
+        self._row_meta: list[tuple[int, int, int, tuple[int, ...] | None]] = []
         self._cleared_dev: list[tuple[int, torch.Tensor]] = []  # (row, cleared?) on the device
-        self._empty = torch.zeros(0)
-        self._row_steps: list[int] = []
-        self._row_arrivals: list[int] = []
-        self._row_cleared_host: list[int] = []
-        self._row_present: list[tuple[int, ...] | None] = []
         self._arrivals = 0
         self._cleared_host = 0
         self._stale_steps = 0
@@ -269,7 +275,9 @@ class Monitor(Callback):
         self._immediate = mode == "every-step" or (mode == "auto" and self.device.type == "cpu")
         self._onehot = np.zeros((len(params), max(len(rec.layers), 1)))
         self._onehot[np.arange(len(params)), np.minimum(self._owner, len(rec.layers) - 1)] = 1.0
-        self._empty = torch.zeros(0, device=self.device)
+        self._row_buf = torch.zeros(int(self.config.sync_every), len(params), device=self.device)
+        self._row_views = list(self._row_buf.unbind(0))
+        self._norm_dtype = _wide(params[0].dtype) if params else None
         self._owner_t = torch.as_tensor(self._owner, device=self.device)
         # re-attaching to the same model keeps the sampled coordinates
         if not same or not self._sample_idx or self._sample_owner_t.device != self.device:
@@ -284,6 +292,8 @@ class Monitor(Callback):
                 self._act_modules.append((n or type(m).__name__, kind, m))
                 if last_layer is not None:
                     rec.activation_inputs[n] = last_layer
+        self._act_hook_fns = [(m, self._act_hook(n, k)) for n, k, m in self._act_modules]
+        self._act_rank = {n: i for i, (n, _, _) in reversed(list(enumerate(self._act_modules)))}
         pre = optimizer.register_step_pre_hook(self._pre_step)
         _move_to_front(optimizer, pre)
         self._handles = [pre, optimizer.register_step_post_hook(self._post_step),
@@ -321,11 +331,12 @@ class Monitor(Callback):
     def _choose_samples(self) -> None:
         g = torch.Generator().manual_seed(0)
         k = self.config.samples_per_tensor
-        self._sample_idx, owners = [], []
+        self._sample_idx, self._take_idx, owners = [], [], []
         for p, layer in zip(self._params, self._owner, strict=True):
             n = p.numel()
             idx = torch.arange(n) if n <= k else torch.randperm(n, generator=g)[:k].sort().values
             self._sample_idx.append(idx.to(p.device))
+            self._take_idx.append(None if n <= k else self._sample_idx[-1])
             owners.extend([layer] * len(idx))
         self._sample_owner = np.asarray(owners, dtype=int)
         self._sample_owner_t = torch.as_tensor(self._sample_owner, device=self.device)
@@ -366,7 +377,7 @@ class Monitor(Callback):
             t1 = time.perf_counter()
             self._pre_samples = self._gather_samples()
             self._optional += time.perf_counter() - t1
-        self._spend(time.perf_counter() - t0)
+        self.seconds_spent += time.perf_counter() - t0
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         t0 = time.perf_counter()
@@ -383,9 +394,9 @@ class Monitor(Callback):
                 self.config.activation_every * max(self._stretch, rec.dead.stride)) == 0:
             self._arm_activations()
         self._optional += time.perf_counter() - t0
-        if len(self._rows) >= self.config.sync_every:
+        if len(self._row_meta) >= len(self._row_views):
             self._flush_grads()
-        self._spend(time.perf_counter() - t0)
+        self.seconds_spent += time.perf_counter() - t0
 
     def add_overhead(self, seconds: float) -> None:
         """Count time spent on the monitor's behalf outside its hooks (live detectors)."""
@@ -445,99 +456,103 @@ class Monitor(Callback):
                 if self._immediate:
                     self._cleared_host += not bool(old.any())
                 else:
-                    self._cleared_dev.append((len(self._rows), torch.logical_not(old.any())))
+                    self._cleared_dev.append((len(self._row_meta), torch.logical_not(old.any())))
         return hook
 
     def _measure_grads(self, step: int) -> None:
-        """The hot path (every step): one fused norm, kept on the device until the flush; on
-        the CPU the finite check is read at once (there is no device to stall)."""
-        if not self._params:
+        """The hot path (every step): one fused norm written in place into the next row of the
+        device buffer; on the CPU the finite check is read at once (there is no device to
+        stall). No tensor is created per step beyond the norms themselves, no Python loop
+        over the parameters beyond collecting their gradients."""
+        params = self._params
+        if not params:
             return
-        if len(self._rows) >= self.config.sync_every:
+        meta = self._row_meta
+        if len(meta) >= len(self._row_views):
             self._flush_grads()
-        grads = [p.grad for p in self._params]
-        present = [i for i, g in enumerate(grads) if g is not None]
-        self._row_steps.append(step)
-        self._row_arrivals.append(self._arrivals)
-        self._row_cleared_host.append(self._cleared_host)
-        self._row_present.append(None if len(present) == len(grads) else tuple(present))
+        row = self._row_views[len(meta)]
+        grads = [p.grad for p in params]
+        present: tuple[int, ...] | None = None
+        try:  # the usual case: every tensor has a dense gradient on one device and dtype
+            torch.stack(torch._foreach_norm(grads, 2, self._norm_dtype), out=row)
+        except (RuntimeError, TypeError, NotImplementedError):  # None, sparse, mixed devices
+            have = [i for i, g in enumerate(grads) if g is not None]
+            present = tuple(have)
+            row.zero_()
+            if have:
+                row[torch.as_tensor(have, device=row.device)] = _norm_vector(
+                    [grads[i] for i in have]).to(row.device)  # type: ignore[misc]
+        meta.append((step, self._arrivals, self._cleared_host, present))
         self._arrivals = self._cleared_host = 0
-        if not present:
-            self._rows.append(self._empty)
+        if present == ():
             return
-        norms = _norm_vector(grads if len(present) == len(grads)  # type: ignore[arg-type]
-                             else [grads[i] for i in present])
-        self._rows.append(norms)
         cov = self._rec.coverage
         cov["nonfinite_guard"] += 1
         cov["grad_norms"] += 1
-        if self._immediate and not math.isfinite(float(norms.sum())):
-            values = norms.cpu().tolist()
-            bad = sorted({int(self._owner[i]) for i, v in zip(present, values, strict=True)
-                          if not math.isfinite(v)})
+        if self._immediate and not math.isfinite(float(row.sum())):
+            values = row.cpu().tolist()
+            bad = sorted({int(self._owner[i]) for i, v in enumerate(values)
+                          if not math.isfinite(v) and (present is None or i in present)})
             self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
 
     def _flush_grads(self) -> None:
-        """Copy the queued rows to the host in one transfer and append them to the series."""
-        rows, cleared_dev = self._rows, self._cleared_dev
-        if not rows:
+        """Copy the filled rows to the host in one transfer and append them to the series."""
+        meta, cleared_dev = self._row_meta, self._cleared_dev
+        n = len(meta)
+        if not n:
             return
-        n = len(rows)
         # arrivals after the last closed row belong to the next one: keep them for it
-        self._rows = []
+        self._row_meta = []
         self._cleared_dev = [(r - n, c) for r, c in cleared_dev if r >= n]
         cleared_dev = [(r, c) for r, c in cleared_dev if r < n]
-        parts = rows + [c.reshape(1).float() for _, c in cleared_dev]
-        flat = torch.cat([t.to(parts[0].device) for t in parts]).to("cpu", torch.float64).numpy()
         p = len(self._params)
-        full = all(idx is None for idx in self._row_present)
-        if full:  # the usual case: every tensor had a gradient on every step
-            norms = flat[:n * p].reshape(n, p)
-            missing = np.zeros((n, p), dtype=bool)
-            pos = n * p
-        else:
-            norms = np.full((n, p), np.nan)
-            missing = np.zeros((n, p), dtype=bool)  # tensors without a gradient (not NaN ones)
-            pos = 0
-            for i, idx in enumerate(self._row_present):
-                width = p if idx is None else len(idx)
-                if idx is None:
-                    norms[i] = flat[pos:pos + width]
-                else:
-                    missing[i] = True
-                    missing[i, list(idx)] = False
-                    norms[i, list(idx)] = flat[pos:pos + width]
-                pos += width
-        cleared = list(self._row_cleared_host)
-        for (row, _), v in zip(cleared_dev, flat[pos:], strict=True):
+        block = self._row_buf[:n].reshape(-1)
+        if cleared_dev:
+            block = torch.cat([block, *[c.reshape(1).to(block) for _, c in cleared_dev]])
+        flat = block.to("cpu", torch.float64).numpy()
+        norms = flat[:n * p].reshape(n, p)
+        steps = [m[0] for m in meta]
+        arrivals = [m[1] for m in meta]
+        cleared = [m[2] for m in meta]
+        for (row, _), v in zip(cleared_dev, flat[n * p:], strict=True):
             cleared[row] += int(v)
-        steps, arrivals = self._row_steps, self._row_arrivals
-        self._row_steps, self._row_arrivals = [], []
-        self._row_cleared_host, self._row_present = [], []
+        if all(m[3] is None for m in meta):  # the usual case: every tensor had a gradient
+            missing = None
+            sq = np.square(norms)
+        else:  # tensors without a gradient (not NaN ones) are missing, not zero
+            missing = np.zeros((n, p), dtype=bool)
+            for i, m in enumerate(meta):
+                if m[3] is not None:
+                    missing[i] = True
+                    missing[i, list(m[3])] = False
+            sq = np.where(missing, 0.0, np.square(norms))
         rec, cfg = self._rec, self.config
-        sq = np.where(missing, 0.0, np.square(norms))
-        has = ~missing
-        with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN norms stay inf/NaN (the
-            # non-finite rules read them); numpy's warning reached the user's terminal
-            layer = np.where(has.astype(float) @ self._onehot > 0, np.sqrt(sq @ self._onehot),
-                             np.nan)
-            total = np.sqrt(sq.sum(axis=1))
+        finite = bool(np.isfinite(norms).all())
+        if finite:
+            layer, total = np.sqrt(sq @ self._onehot), np.sqrt(sq.sum(axis=1))
+        else:  # inf/NaN norms stay inf/NaN (the non-finite rules read them); numpy's warning
+            # about them reached the user's terminal
+            with np.errstate(invalid="ignore", over="ignore"):
+                layer, total = np.sqrt(sq @ self._onehot), np.sqrt(sq.sum(axis=1))
+        if missing is not None:
+            layer = np.where((~missing).astype(float) @ self._onehot > 0, layer, np.nan)
         rec.grad_arrivals.extend(arrivals)
         rec.grad_cleared.extend(cleared)
         self._stale_steps += sum(1 for a, c in zip(arrivals, cleared, strict=True) if a and not c)
-        if rec.nonfinite is None:
-            bad_rows = np.nonzero((~np.isfinite(norms) & has).any(axis=1))[0]
+        if not finite and rec.nonfinite is None:
+            bad_mask = ~np.isfinite(norms) if missing is None else ~np.isfinite(norms) & ~missing
+            bad_rows = np.nonzero(bad_mask.any(axis=1))[0]
             if len(bad_rows):
                 i = int(bad_rows[0])
-                bad = sorted({int(self._owner[j]) for j in np.nonzero(~np.isfinite(norms[i]) &
-                                                                      has[i])[0]})
+                bad = sorted({int(self._owner[j]) for j in np.nonzero(bad_mask[i])[0]})
                 self._on_nonfinite_grads(steps[i], bad, drop=False)  # too late to drop it
-        any_grad = has.any(axis=1)
+        every = cfg.grad_every
+        totals = total.tolist()
         for i, step in enumerate(steps):
-            if not any_grad[i] or step % (cfg.grad_every * rec.grad.stride) != 0:
-                continue
             stride = rec.grad.stride
-            rec.grad_total.append(float(total[i]))
+            if step % (every * stride) != 0 or (meta[i][3] == ()):
+                continue
+            rec.grad_total.append(totals[i])
             rec.grad.append(step, layer[i], cfg.max_points)
             if rec.grad.stride != stride:
                 rec.grad_total = rec.grad_total[::2]
@@ -568,14 +583,19 @@ class Monitor(Callback):
 
     # ------------------------------------------------------------ update ratios
     def _gather_samples(self) -> torch.Tensor | None:
+        """The sampled coordinates of every tensor as one float32 vector on the model's device
+        (one ``take`` per tensor larger than the sample, the small ones whole; no copy of the
+        weights)."""
         if not self._params:
             return None
         with torch.no_grad():
-            parts = [p.reshape(-1)[idx] for p, idx in zip(self._params, self._sample_idx,
-                                                           strict=True)]
-            if any(t.dtype != torch.float32 or t.device != self.device for t in parts):
-                parts = [t.float().to(self.device) for t in parts]
-            return torch.cat(parts)
+            parts = [p.detach().reshape(-1) if idx is None else torch.take(p.detach(), idx)
+                     for p, idx in zip(self._params, self._take_idx, strict=True)]
+            try:
+                out = torch.cat(parts)
+            except RuntimeError:  # tensors on several devices
+                out = torch.cat([t.to(self.device) for t in parts])
+            return out if out.dtype == torch.float32 else out.float()
 
     def _measure_update(self, step: int, before: torch.Tensor) -> None:
         """Update ratios, parameter norms and the kept weight coordinates, computed on the
@@ -586,12 +606,12 @@ class Monitor(Callback):
         n = len(self._rec.layers)
         with torch.no_grad():
             pnorms = _norm_vector([p.detach() for p in self._params]).to(after.device)
-            dn = _segment_norm_t(after - before, self._sample_owner_t, n)
-            sn = _segment_norm_t(after, self._sample_owner_t, n)
-            ratio = torch.where(sn > 0, dn / sn.clamp_min(torch.finfo(sn.dtype).tiny),
-                                torch.full_like(sn, math.nan))
+            # ||delta|| and ||after|| per layer in one reduction over both rows
+            dn, sn = _segment_norm_t(torch.stack([after - before, after]), self._sample_owner_t,
+                                     n, dim=1)
+            ratio = torch.where(sn > 0, dn / sn.clamp_min(torch.finfo(sn.dtype).tiny), math.nan)
             pl = _segment_norm_t(pnorms, self._owner_t, n)
-            kept = after[self._kept_t]
+            kept = after.index_select(0, self._kept_t)
             self._pending_stats.append(("update", step, torch.cat([ratio, pl, kept])))
         self._rec.coverage["update_ratios"] += 1
 
@@ -616,8 +636,8 @@ class Monitor(Callback):
             return
         self._act_values.clear()
         self._act_calls.clear()
-        for name, kind, module in self._act_modules:
-            self._act_handles.append(module.register_forward_hook(self._act_hook(name, kind)))
+        self._act_handles = [module.register_forward_hook(hook)
+                             for module, hook in self._act_hook_fns]
 
     def _act_hook(self, name: str, kind: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -642,7 +662,8 @@ class Monitor(Callback):
         if not self._act_values:
             return
         rec = self._rec
-        keys = sorted(self._act_values, key=lambda k: (self._act_order(k[0]), k[1]))
+        order = self._act_rank
+        keys = sorted(self._act_values, key=lambda k: (order.get(k[0], len(order)), k[1]))
         if keys != self._act_keys:  # first measurement (or the set of calls changed)
             if any(kind == "activations" for kind, _, _ in self._pending_stats):
                 self.flush()  # what was measured under the old set of activations goes first
@@ -664,24 +685,22 @@ class Monitor(Callback):
             alive = torch.stack(list(window)).any(dim=0)
             values.append(1.0 - alive.float().mean())
         with torch.no_grad():
-            stacked = torch.stack([v.float().reshape(()).to(self.device) for v in values])
+            try:  # 0-d float32 tensors already
+                stacked = torch.stack(values)
+            except RuntimeError:  # activations on several devices
+                stacked = torch.stack([v.float().reshape(()).to(self.device) for v in values])
         self._pending_stats.append(("activations", step, stacked))
         rec.coverage["activations"] += 1
         self._act_values.clear()
         self._act_calls.clear()
-
-    def _act_order(self, name: str) -> int:
-        for i, (n, _, _) in enumerate(self._act_modules):
-            if n == name:
-                return i
-        return len(self._act_modules)
 
     # ------------------------------------------------------------- non-finite
     def _remember_input(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
                         ) -> None:
         if module.training and torch.is_grad_enabled():
             self._last_input = (args, kwargs)
-            self._note_precision(module, args)
+            if self._rec.precision is None:
+                self._note_precision(module, args)
 
     def _note_precision(self, module: nn.Module, args: Any) -> None:
         if self._rec.precision is None and module.training and self._autocast_device and \
@@ -774,19 +793,21 @@ class Monitor(Callback):
             else:
                 scale = scale.detach().clone().reshape(())
             self._pending_scale.append(scale)
-        if isinstance(value, float) and (self.scaler is None or isinstance(
-                self._pending_scale[-1], float)) and len(self._pending_loss) == 1:
-            self._flush_losses()  # host numbers already: nothing to wait for
-        elif len(self._pending_loss) >= self.config.sync_every:
+        # host numbers are filed with the rest every ``sync_every`` steps (``recording``
+        # flushes first), except a non-finite loss: that one is acted on at once
+        if len(self._pending_loss) >= self.config.sync_every or (
+                isinstance(value, float) and not math.isfinite(value)):
             self._flush_losses()
-        self._spend(time.perf_counter() - t0)
+        self.seconds_spent += time.perf_counter() - t0
 
     def _flush_losses(self) -> None:
         pending, scales = self._pending_loss, self._pending_scale
         if not pending:
             return
         self._pending_loss, self._pending_scale = [], []
-        values = _to_host([v for _, v, _ in pending])
+        values = [v for _, v, _ in pending]
+        if not all(type(v) is float for v in values):
+            values = _to_host(values)
         scale_values = _to_host(scales) if scales else [None] * len(values)
         rec = self._rec
         for (group, _, lr), value, scale in zip(pending, values, scale_values, strict=True):
@@ -929,13 +950,19 @@ def _to_host(values: Sequence[float | torch.Tensor | None]) -> list[float]:
             for v in values]
 
 
+def _wide(dtype: torch.dtype) -> torch.dtype | None:
+    """The dtype to accumulate a norm of ``dtype`` values in: float32 for the half types (a
+    float16 norm overflows to inf above 65504 while every element is finite), else their own."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else None
+
+
 def _norm_vector(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of each tensor as one float32 vector on the first tensor's device: one fused
     reduction, no copy to the host (grouped by device and dtype only when one call cannot take
     them all; sparse gradients one by one)."""
     with torch.no_grad():
         try:
-            out = torch.stack(torch._foreach_norm(list(tensors)))
+            out = torch.stack(torch._foreach_norm(list(tensors), 2, _wide(tensors[0].dtype)))
             return out if out.dtype == torch.float32 else out.float()
         except (RuntimeError, TypeError, NotImplementedError):
             pass
@@ -947,8 +974,9 @@ def _norm_vector(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
                 out[i] = t.coalesce().values().float().norm().to(dev)
             else:
                 groups.setdefault((t.device, t.dtype), []).append(i)
-        for idx in groups.values():
-            for i, v in zip(idx, torch._foreach_norm([tensors[i] for i in idx]), strict=True):
+        for (_, dtype), idx in groups.items():
+            for i, v in zip(idx, torch._foreach_norm([tensors[i] for i in idx], 2, _wide(dtype)),
+                            strict=True):
                 out[i] = v.float().to(dev)
         return torch.stack(out)  # type: ignore[arg-type]
 
