@@ -6,6 +6,14 @@ and the training loss (eval mode, on that subset) is compared: it should fall as
 grows, and the largest should memorise the subset. Without it, the given model is trained on
 the subset alone. A model that cannot drive its training loss near zero on a few hundred
 samples is underfitting, and regularising it would make things worse.
+
+"Near zero" ignores that the data may not allow it: noisy targets, overlapping classes and
+the next token of a language leave a loss floor that 300 steps cannot memorise away (issue
+11: a noisy regression stopped at 34% of its initial loss, a language model at 64%, both
+healthy). When the target is missed, the floor is estimated from the data
+(:mod:`nnrecipe.overfit.floor`: a reference model's loss on samples it did not see), and
+the model underfits only if it left a large share of what the reference shows is learnable,
+beyond the noise of the comparison.
 """
 
 from __future__ import annotations
@@ -16,14 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from nnrecipe.core import budget
+from nnrecipe.core import data as data_mod
 from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
 from nnrecipe.core.registry import Check
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
 from nnrecipe.errors import ExperimentError
+from nnrecipe.overfit.floor import FOLDS, Floor, reference_floor
 from nnrecipe.overfit.lr_range import group_ratios, set_lr
 from nnrecipe.overfit.probes import evaluate_indices
 from nnrecipe.report.plots import COLORS, new_figure
@@ -102,9 +114,18 @@ def capacity_verdict(initial: dict[Any, float], final: dict[Any, float],
 STILL_FALLING = 0.10
 
 
-def still_falling(curve: list[tuple[int, float]], fraction: float = STILL_FALLING) -> bool:
+# With a floor known, "still falling" is also judged against the gap left to it: a last
+# quarter that removed at least this share of the gap still open at its end would close the
+# gap within one more budget at that pace (by reasoning: a capacity limit barely moves -- the
+# linear model on the radius task removed 0.002 of a 0.26 gap, <1% -- while the language
+# model of issue 11 removed 0.18 of a 0.15 gap in its last 75 steps).
+FLOOR_PACE = 0.25
+
+
+def still_falling(curve: list[tuple[int, float]], fraction: float = STILL_FALLING,
+                  floor: float | None = None) -> bool:
     """Pure: did the (steps, loss) curve fall by more than ``fraction`` over its last quarter
-    of steps?"""
+    of steps, or (given the ``floor``) by at least ``FLOOR_PACE`` of the gap left to it?"""
     pts = [(s, v) for s, v in curve if math.isfinite(v)]
     if len(pts) < 3:
         return False
@@ -113,15 +134,61 @@ def still_falling(curve: list[tuple[int, float]], fraction: float = STILL_FALLIN
     before = [v for s, v in pts if s <= mark]
     if not before or before[-1] <= 0:
         return False
+    if floor is not None and math.isfinite(floor) and end > floor \
+            and before[-1] - end >= FLOOR_PACE * (end - floor):
+        return True
     return end < (1 - fraction) * before[-1]
 
 
+# The floor-aware verdict. The reference's held-out loss is an upper bound on the floor, so
+# the model's *training* loss should reach it: it trains on these very samples, the
+# reference never saw them. The model underfits when it leaves more than REMAINING_LINE of
+# the loss the reference shows is learnable (initial - floor) and sits above the reference by
+# more than FLOOR_Z standard errors of the paired per-sample difference. The line is reasoned
+# from measurements (seeds 0-2 unless said): models without the capacity leave most of it
+# (the linear model on the radius task 89%, a 1-unit hidden layer 60-70% on blobs and 80-87%
+# on digits, seeds 0-9); healthy models leave less (the corpus's causal language models
+# 4-28% at 300 steps; the noisy diabetes regression ends below the floor, -17 to -28% on
+# seeds 0-9). The line is the geometric middle of the worst healthy share (0.28) and the
+# mildest broken one (0.60): 1.4x from each. The price: a linear model on Friedman #1 (a mild
+# capacity limit) leaves 11-15%, inside the healthy range, and is no longer reported here
+# (the old rule fired on it); no line on this share separates it from a budget-limited
+# language model, and a false alarm costs more than a mild miss.
+REMAINING_LINE = 0.4
+FLOOR_Z = 3.0
+
+
+@dataclass
+class FloorVerdict:
+    underfits: bool
+    remaining: float  # (final - floor) / (initial - floor): share of the learnable loss left
+    z: float  # (final - floor) / standard error of the paired per-sample difference
+    reason: str  # "above-floor" | "at-floor" | "nothing-learnable"
+
+
+def floor_verdict(initial: float, final: float, floor: float, gap_se: float,
+                  remaining_line: float = REMAINING_LINE, z_line: float = FLOOR_Z
+                  ) -> FloorVerdict:
+    """Pure decision, for a model that missed the 10% target: does its training loss stay
+    far above the floor a reference shows?"""
+    if not all(math.isfinite(v) for v in (initial, final, floor)) or initial <= floor:
+        return FloorVerdict(False, math.nan, math.nan, "nothing-learnable")
+    remaining = (final - floor) / (initial - floor)
+    z = (final - floor) / gap_se if gap_se > 0 else (math.inf if final > floor else -math.inf)
+    if remaining > remaining_line and z > z_line:
+        return FloorVerdict(True, remaining, z, "above-floor")
+    return FloorVerdict(False, remaining, z, "at-floor")
+
+
 class _SubsetLoss(Callback):
-    """Scores the subset in eval mode after each epoch; stops once it is memorised."""
+    """Scores the subset in eval mode after each epoch; stops once it is memorised. Keeps the
+    last outputs (per-sample losses against the floor)."""
 
     def __init__(self, ctx: Context, indices: list[int], target: float) -> None:
         self.ctx, self.indices, self.target = ctx, indices, target
         self.curve: list[tuple[int, float]] = []
+        self.outputs: torch.Tensor | None = None
+        self.targets: torch.Tensor | None = None
 
     REASON = "memorised the subset"
 
@@ -129,8 +196,13 @@ class _SubsetLoss(Callback):
                      ) -> str | None:
         if not math.isfinite(record.train_loss):
             return None
-        loss = evaluate_indices(self.ctx, model, "train", self.indices)["loss"]
+        ctx = self.ctx
+        loader = ctx.loader("train", shuffle=False, indices=self.indices,
+                            batch_size=max(ctx.experiment.batch_size, 256))
+        out, y = predict(model, loader, ctx.device)
+        loss = metrics_from_outputs(out, y, on_cpu(ctx.experiment.loss), ctx.task_type)["loss"]
         self.curve.append((history.steps, loss))
+        self.outputs, self.targets = out, y
         return self.REASON if loss <= self.target else None
 
 
@@ -144,6 +216,8 @@ class SizeRuns:
     steps_to_target: dict[Any, int | None] = field(default_factory=dict)
     curves: dict[Any, list[tuple[int, float]]] = field(default_factory=dict)
     params: dict[Any, int] = field(default_factory=dict)
+    outputs: dict[Any, torch.Tensor] = field(default_factory=dict)  # on the subset, at the end
+    targets: torch.Tensor | None = None  # the subset's, in the outputs' order
     skipped: list[str] = field(default_factory=list)
 
     def verdict(self) -> CapacityVerdict:
@@ -189,37 +263,84 @@ class Capacity(Check):
             if retry.verdict().reached or min(retry.verdict().fractions.values(), default=1) \
                     < min(verdict.fractions.values(), default=1):
                 runs, verdict = retry, retry.verdict()
-        self._report(ctx, runs, verdict, arg, k, steps)
+        floor = None if verdict.reached else self._floor(ctx, runs, verdict, subset)
+        self._report(ctx, runs, verdict, arg, k, steps, floor)
         if verdict.reached:
             return []
-        frac = verdict.fractions.get(verdict.best_size, math.inf)
+        best = verdict.best_size
+        initial, final = runs.initial.get(best, math.nan), runs.final.get(best, math.nan)
+        frac = verdict.fractions.get(best, math.inf)
         largest = max(runs.final, key=_key) if runs.final else None
         what = (f"no model size tried ({arg} up to {largest}) overfit" if arg
                 else "the model did not overfit")
         how = f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr else \
             f"your optimizer (lr={user:.3g})"
-        evidence = {"subset": k, "steps": steps, "lr": runs.lr or user,
-                    "target_fraction": TARGET_FRACTION,
-                    "initial_loss": {_size_key(s): v for s, v in runs.initial.items()},
-                    "final_loss": {_size_key(s): v for s, v in runs.final.items()},
-                    "fractions": {_size_key(s): v for s, v in verdict.fractions.items()},
-                    "capacity_arg": arg}
-        falling = still_falling(runs.curves.get(verdict.best_size, []))
+        evidence: dict[str, Any] = {
+            "subset": k, "steps": steps, "lr": runs.lr or user, "target_fraction": TARGET_FRACTION,
+            "initial_loss": {_size_key(s): v for s, v in runs.initial.items()},
+            "final_loss": {_size_key(s): v for s, v in runs.final.items()},
+            "fractions": {_size_key(s): v for s, v in verdict.fractions.items()},
+            "capacity_arg": arg}
+        msg = (f"{what} {k} training samples: after {steps} steps with {how} the training "
+               f"loss on them is {final:.3g}, {frac:.0%} of its initial {initial:.3g} at best "
+               f"(target: below {TARGET_FRACTION:.0%})")
+        if isinstance(floor, Floor):
+            fv = self._floor_verdict(ctx, runs, best, floor)
+            evidence.update({"floor_loss": floor.loss, "floor_reference": floor.reference,
+                             "floor_references": floor.tried, "remaining_share": fv.remaining,
+                             "remaining_line": REMAINING_LINE, "floor_z": fv.z,
+                             "floor_z_line": FLOOR_Z})
+            if not fv.underfits:
+                return []
+            msg += (f", while a reference ({floor.reference}) reaches {floor.loss:.3g} on the "
+                    f"same samples without training on them ({FOLDS}-fold): the model left "
+                    f"{fv.remaining:.0%} of the loss the data lets a model remove (line: "
+                    f"{REMAINING_LINE:.0%}), {fv.z:.1f} standard errors above the reference")
+        else:
+            evidence["floor_skipped"] = floor
+            msg += f" (no floor estimated for this data: {floor})"
+        falling = still_falling(runs.curves.get(best, []),
+                                floor=floor.loss if isinstance(floor, Floor) else None)
         evidence["still_falling"] = falling
+        if arg and not verdict.falls_with_capacity:
+            msg += "; larger models did not do better"
+        if falling:
+            msg += ("; it was still falling at the end (its last quarter of the steps removed "
+                    f"more than {STILL_FALLING:.0%} of the loss, or a quarter of the gap left), "
+                    "so this says 'not within this budget' rather than 'too small a model'")
         return [self.finding(
-            f"{what} {k} training samples: after {steps} steps with {how} the "
-            f"training loss is still {frac:.0%} of its initial value at best (target: below "
-            f"{TARGET_FRACTION:.0%})" + ("" if verdict.falls_with_capacity or not arg else
-                                         "; larger models did not do better")
-            + ("; it was still falling at the end (more than "
-               f"{STILL_FALLING:.0%} over the last quarter of the steps), so this says 'not "
-               "within this budget' rather than 'too small a model'" if falling else ""),
-            evidence, code="underfitting",
-            severity=Severity.INFO if falling else None,
+            msg, evidence, code="underfitting", severity=Severity.INFO if falling else None,
             fix=("Make the model bigger (wider or deeper" + (f", e.g. a larger {arg}" if arg
                  else "; declare Experiment.capacity_arg to let nnrecipe try sizes") + "), "
                  "remove regularisation while getting it to overfit, and check that the "
                  "inputs carry the signal (the skeleton's input-independent baseline)."))]
+
+    @staticmethod
+    def _floor(ctx: Context, runs: SizeRuns, verdict: CapacityVerdict, subset: list[int]
+               ) -> Floor | str:
+        """The data's loss floor on the subset, or why there is none."""
+        out = runs.outputs.get(verdict.best_size)
+        if out is None or runs.targets is None:
+            return "the model's outputs on the subset were not recorded"
+        X, y = data_mod.stack_split(ctx.dataset("train"), "train", subset)
+        if y.shape != runs.targets.shape or not torch.equal(y.cpu(), runs.targets.cpu()):
+            return "the subset's targets could not be lined up with the model's outputs"
+        try:
+            return reference_floor(ctx.experiment.loss, X.cpu(), y.cpu(), out, ctx.task_type,
+                                   seed=ctx.seed)
+        except Exception as e:  # noqa: BLE001 - a reference that fails leaves the old rule
+            return f"the reference models failed ({type(e).__name__}: {e})"
+
+    @staticmethod
+    def _floor_verdict(ctx: Context, runs: SizeRuns, best: Any, floor: Floor) -> FloorVerdict:
+        assert runs.targets is not None
+        model_losses = per_sample_losses(on_cpu(ctx.experiment.loss), runs.outputs[best],
+                                         runs.targets).numpy().astype(float)
+        diff = model_losses - floor.per_sample
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else math.inf
+        fv = floor_verdict(runs.initial[best], runs.final[best], floor.loss, se)
+        ctx.record("floor_verdict", {"reason": fv.reason, "remaining": fv.remaining, "z": fv.z})
+        return fv
 
     @staticmethod
     def _user_lr(ctx: Context) -> float:
@@ -253,30 +374,47 @@ class Capacity(Check):
                     description=f"capacity {arg}={size}" if arg else "capacity")
             out.curves[size] = cb.curve
             out.final[size] = cb.curve[-1][1] if cb.curve else math.nan
+            if cb.outputs is not None:
+                out.outputs[size], out.targets = cb.outputs, cb.targets
             out.steps_to_target[size] = h.steps if h.stopped_reason == cb.REASON else None
         return out
 
     def _report(self, ctx: Context, runs: SizeRuns, verdict: CapacityVerdict,
-                arg: str | None, k: int, steps: int) -> None:
+                arg: str | None, k: int, steps: int, floor: Floor | str | None) -> None:
         rows = [[s if s is not None else "(given)", runs.params[s], round(runs.initial[s], 5),
                  round(runs.final[s], 5), f"{verdict.fractions[s]:.1%}",
                  runs.steps_to_target[s] if runs.steps_to_target[s] is not None
                  else f"> {steps}"] for s in sorted(runs.final, key=_key)]
+        rate = (f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr
+                else "the experiment's optimizer")
+        if isinstance(floor, Floor):
+            floor_text = (f" A reference ({floor.reference}) reaches {floor.loss:.4g} on these "
+                          f"samples without training on them ({FOLDS}-fold): the floor the "
+                          f"data allows; a model that missed {TARGET_FRACTION:.0%} underfits "
+                          f"only if it left more than {REMAINING_LINE:.0%} of the loss above "
+                          "that floor.")
+        elif isinstance(floor, str):
+            floor_text = f" No floor estimated: {floor}."
+        else:
+            floor_text = ""
         ctx.add_table("Training loss by model size",
                       [arg or "model", "parameters", "loss at init", "loss at end",
                        "fraction", f"steps to {STOP_FRACTION:.0%}"], rows,
                       caption=f"Same {k} training samples; training stops once the loss is "
                               f"{STOP_FRACTION:.0%} of its value at init or after {steps} "
-                              f"steps; a model that cannot get below {TARGET_FRACTION:.0%} "
-                              "underfits; "
-                              + (f"lr={runs.lr:.3g} (the range test's best rate for short runs)" if runs.lr else
-                                 "the experiment's optimizer")
-                              + "; loss in eval mode.")
-        ctx.record("fractions", {str(s): v for s, v in verdict.fractions.items()})
-        ctx.record("steps_to_target", {str(s): v for s, v in runs.steps_to_target.items()})
+                              f"steps; target: below {TARGET_FRACTION:.0%}; {rate}; loss in "
+                              "eval mode." + floor_text)
+        ctx.record("fractions", {_size_key(s): v for s, v in verdict.fractions.items()})
+        ctx.record("steps_to_target",
+                   {_size_key(s): v for s, v in runs.steps_to_target.items()})
         ctx.record("falls_with_capacity", verdict.falls_with_capacity)
         ctx.record("reached", verdict.reached)
         ctx.record("lr", runs.lr)
+        if isinstance(floor, Floor):
+            ctx.record("floor", {"loss": floor.loss, "reference": floor.reference,
+                                 "references": floor.tried})
+        elif isinstance(floor, str):
+            ctx.record("floor_skipped", floor)
         if runs.skipped:
             ctx.record("skipped_sizes", runs.skipped)
         fig, (ax,) = new_figure()
@@ -292,6 +430,9 @@ class Capacity(Check):
                        color=COLORS[5], label=f"underfitting above ({TARGET_FRACTION:.0%})")
             ax.axhline(STOP_FRACTION * max(runs.initial.values()), ls=":", lw=1,
                        color=COLORS[5], label=f"memorised ({STOP_FRACTION:.0%})")
+        if isinstance(floor, Floor) and math.isfinite(floor.loss):
+            ax.axhline(floor.loss, ls="-.", lw=1, color=COLORS[4],
+                       label="floor: a reference on unseen samples")
         positive = all(v > 0 for c in runs.curves.values() for _, v in c) and \
             all(v > 0 for v in runs.initial.values())
         ax.set(xlabel="step", ylabel="training loss (subset, eval mode)",
