@@ -428,9 +428,15 @@ def _lr_high_finding(hv: LrHighVerdict, rec: Any, lr: float | None, ex: Extras,
     if ex.lr_suggested:
         fix += f"; the LR range test suggested {ex.lr_suggested:.2g}"
     fix += f"; add a short warmup; {_clip_advice(gq)}."
+    if _transient(hv):
+        fix = ("Nothing needs fixing: the run recovered. A short warmup (or momentum that "
+               "starts lower) avoids the transient if the first steps matter.")
     msg = "; ".join(bits)
     agree = _one_voice(hv, lr, ex, rec)
-    if agree:
+    if agree and _transient(hv):  # advice only: the range test's view, not a new remedy
+        if agree.startswith("The LR range test agrees"):
+            msg += f". {agree}"
+    elif agree:
         msg += f". {agree}"
         fix = ("Decay the learning rate over the run (cosine or step schedule) rather than "
                "lowering it from the start, or clip gradients; " + fix[0].lower() + fix[1:])
