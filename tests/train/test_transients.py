@@ -133,11 +133,11 @@ FRIEDMAN_S2_TRAIN = [0.5082, 0.2347, 0.1929, 0.1528, 0.1221, 0.1001, 0.0906, 0.0
 
 def test_a_rise_within_the_curves_own_scatter_is_not_overfitting() -> None:
     # the healthy corpus's friedman-sgd-momentum under watch(), seed 2: 17% over the lowest
-    # point, one epoch's jump after a flat best; the curve scatters 3.7% per epoch
+    # point, one epoch's jump after a flat best; the curve scatters 4.0% per epoch
     v = d.overfitting_verdict(FRIEDMAN_S2_TRAIN, FRIEDMAN_S2)
     assert v.rise > d.OVERFIT_RISE  # the old fixed line fired
-    assert curve_noise(FRIEDMAN_S2[:12]) == pytest.approx(0.037, abs=0.001)
-    assert not v.fires and v.curve_z < d.OVERFIT_Z / 1.3  # 2.24 against 3
+    assert curve_noise(FRIEDMAN_S2) == pytest.approx(0.040, abs=0.001)
+    assert not v.fires and v.curve_z < d.OVERFIT_Z / 1.45  # 2.00 against 3
 
 
 def test_a_sustained_rise_beyond_the_curves_scatter_is_overfitting() -> None:
@@ -153,6 +153,22 @@ def test_a_sustained_rise_beyond_the_curves_scatter_is_overfitting() -> None:
     per_sample = np.outer(val, np.random.default_rng(1).exponential(1.0, size=500))
     p = d.overfitting_verdict(train, val, per_sample_val=per_sample)
     assert p.fires and math.isfinite(p.z) and math.isnan(p.curve_noise)
+
+
+LAB_BIG_MLP = [1.8725, 1.3499, 0.8633, 0.6246, 0.5358, 0.5074, 0.5329, 0.5521, 0.4835, 0.5252,
+               0.4935, 0.4866, 0.5025, 0.4894, 0.5281, 0.517, 0.5203, 0.536, 0.5318, 0.537,
+               0.5243, 0.5391, 0.5407, 0.5416, 0.5505, 0.5453, 0.5547, 0.565, 0.5814, 0.5649,
+               0.573, 0.5753, 0.5761, 0.5868, 0.5844, 0.5894, 0.5864, 0.6003, 0.6005, 0.588]
+
+
+def test_a_slow_rise_after_a_steep_fall_is_overfitting() -> None:
+    # the lab's overfit-first big MLP (seed 0): a steep first fall, its best at epoch 9, then
+    # 30 epochs of a slow rise to 22% above it; the scatter of the whole curve is 1.7%, while
+    # that of the epochs up to the best (7.3%) is the bend of the first fall
+    train = np.geomspace(2.1, 0.012, len(LAB_BIG_MLP))
+    v = d.overfitting_verdict(train, LAB_BIG_MLP)
+    assert v.fires and v.best_epoch == 9 and v.curve_z > 2 * d.OVERFIT_Z  # 7.4
+    assert curve_noise(LAB_BIG_MLP[:9]) > 4 * v.curve_noise
 
 
 def test_too_few_epochs_for_a_scatter_fall_back_on_the_line() -> None:

@@ -633,12 +633,12 @@ def _overfitting_finding(ov: OverfitVerdict, ex: Extras) -> Finding:
                  f"{OVERFIT_Z:g})")
     elif math.isfinite(ov.curve_z):
         noise = (f"; no per-sample validation losses, so the margin is the curve's own "
-                 f"epoch-to-epoch scatter, {ov.curve_noise:.1%} up to the best: the rise is "
+                 f"epoch-to-epoch scatter, {ov.curve_noise:.1%}: the rise is "
                  f"{ov.curve_z:.1f} units of it above the best plus one scatter (threshold "
                  f"{OVERFIT_Z:g})")
     else:
-        noise = ("; no per-sample validation losses and too few epochs before the best to "
-                 "measure the curve's scatter: the 10% line alone decides")
+        noise = ("; no per-sample validation losses and too few epochs to measure the "
+                 "curve's scatter: the 10% line alone decides")
     stopped = (f"; early stopping ({ov.stopped_by}) ended the run there"
                if ov.stopped_by in ("GL", "PQ") else "")
     msg = (f"validation loss reached its best {_f(ov.best_val)} at epoch {ov.best_epoch} and rose "

@@ -22,19 +22,23 @@ from nnrecipe.train.signals import finite, zigzag
 # after the best, or one when early stopping (GL/PQ) ended the run there (it stops at the
 # first epoch over its line: issue 11 item 6).
 OVERFIT_RISE, OVERFIT_EPOCHS, OVERFIT_Z = 0.10, 2, 3.0
-# Without per-sample losses (nnrecipe.watch, Lightning: only the epoch's mean is known) the
-# margin is the noise of the validation curve itself: the epoch-to-epoch scatter of log(val)
-# over the healthy part (the epochs up to the best), from second differences (a smooth
-# trend cancels in them; for independent epoch noise s they scatter with sd s sqrt(6); a
-# median of their sizes, so the curvature of a steep first drop does not set it), and the
-# rise from the best to the last epoch (both noisy: s sqrt(2)) must clear OVERFIT_Z of it,
-# counted from one s above the best: the best epoch is the lowest point of a noisy curve, so
-# it sits below the level the curve had there (the minimum of ~5 neighbouring epochs falls
-# 1.16 s below their mean, on average). Needs CURVE_NOISE_MIN second differences; with fewer
-# the 10% line alone decides. Measured: the healthy corpus's friedman-sgd-momentum under
-# watch() rose 10% (seed 0; scatter s = 7.3%) and 17% (seed 2; s = 3.7%, one epoch's jump
-# after a flat best) over the lowest point of its own bouncing curve: 0.25 and 2.24 units.
-CURVE_NOISE_MIN = 3
+# Without per-sample losses (nnrecipe.watch, Lightning, the lab: only the epoch's mean is
+# known) the margin is the noise of the validation curve itself: the epoch-to-epoch scatter
+# s of log(val), from its second differences over the whole curve (a trend cancels in them,
+# the fall before the best and a rise after it alike; for independent epoch noise they
+# scatter with sd s sqrt(6); their median size, so the few epochs where the curve bends -
+# the steep first fall, the turn at the best - do not set it). The rise from the best to
+# the last epoch (both noisy: s sqrt(2)) must clear OVERFIT_Z of it, counted from one s above
+# the best: the best epoch is the lowest point of a noisy curve, so it sits below the level
+# the curve had there (the minimum of ~5 neighbouring epochs falls 1.16 s below their mean,
+# on average). Needs CURVE_NOISE_MIN second differences (a median of fewer is set by the
+# bends); with fewer the 10% line alone decides. Measured: the healthy corpus's
+# friedman-sgd-momentum under watch() rose 10% (seed 0; s = 7.3%) and 17% (seed 2; s = 4.0%,
+# one epoch's jump after a flat best) over the lowest point of its own bouncing curve: 0.24
+# and 2.00 units; the lab's overfit-first big MLP (watched, 40 epochs) rises 22% over 30
+# epochs with s = 1.7%: 7.4 units. (The epochs up to the best alone gave that MLP s = 7.3%,
+# from the bend of its first fall, 1.87 -> 0.48 in 9 epochs: 1.2 units, a miss.)
+CURVE_NOISE_MIN = 5
 # underfitting: a linear model beats the network by 5% on validation, or the network keeps
 # less than a quarter of the gain the linear model makes over the majority baseline. Without
 # baselines only a network that learned next to nothing: less than NO_BASELINE_GAIN below the
@@ -118,8 +122,8 @@ def overfitting_verdict(train: Sequence[float], val: Sequence[float], *,
     while the training loss kept falling.
 
     ``per_sample_val``: (epochs, samples) validation losses, for the paired noise; without it
-    the noise is the validation curve's own epoch-to-epoch scatter over the epochs up to the
-    best (:func:`curve_noise`), and with too few of those the 10% rise alone is the margin.
+    the noise is the validation curve's own epoch-to-epoch scatter (:func:`curve_noise`), and
+    with too few epochs to measure it the 10% rise alone is the margin.
     ``stopped_by``: "GL"/"PQ" when early stopping ended the run for a rising validation loss,
     which then needs only one epoch after the best.
     """
@@ -134,7 +138,7 @@ def overfitting_verdict(train: Sequence[float], val: Sequence[float], *,
     rise = float(v[-1] / v[b] - 1)
     rel_se = paired_rel_se(per_sample_val, b, len(v) - 1)
     z = rise / rel_se if rel_se > 0 else math.nan
-    noise = curve_noise(v[:b + 1]) if math.isnan(z) else math.nan
+    noise = curve_noise(v) if math.isnan(z) else math.nan
     cz = ((math.log(v[-1] / v[b]) - noise) / (noise * math.sqrt(2)) if noise > 0 and v[-1] > 0
           else math.inf if noise == 0 else math.nan)
     train_fell = bool(np.isfinite(t[-1]) and t[-1] < t[b])
