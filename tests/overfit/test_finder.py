@@ -8,8 +8,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import nnrecipe
+from nnrecipe.core.context import Context
+from nnrecipe.core.runner import run_check
 from nnrecipe.errors import ConfigurationError
-from tests.toys import blobs
+from nnrecipe.overfit.lr_test import LRRangeTest
+from tests.toys import blobs, classification_experiment
 
 
 def _setup() -> tuple[nn.Module, torch.optim.Optimizer, tuple, tuple]:
@@ -89,3 +92,24 @@ def test_lr_find_rejects_non_optimizers() -> None:
     model, _, train, _ = _setup()
     with pytest.raises(ConfigurationError, match="torch.optim.Optimizer"):
         nnrecipe.lr_find(model, "adam", train, nn.CrossEntropyLoss())
+
+
+def test_a_decaying_schedule_is_wired_from_lr_find_and_the_stage() -> None:
+    # lr_find(schedule=...): the suggestion is the schedule's peak, the reasons say so
+    model, opt, train, val = _setup()
+    res = nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), val_data=val,
+                           batch_size=32, repeats=1, num_steps=60, run_steps=30, epochs=10,
+                           schedule="cosine")
+    assert res.horizon is not None and res.horizon.steps == 100
+    assert res.horizon.regime == "decaying schedule" and "cosine decay" in res.reasons[0]
+    with pytest.raises(ConfigurationError, match="unknown learning-rate schedule"):
+        nnrecipe.lr_find(model, opt, train, nn.CrossEntropyLoss(), schedule="bogus")
+    # the stage reads the experiment's options["schedule"], which the train stage trains with
+    exp = classification_experiment(epochs=20, options={"schedule": "cosine",
+                                                        "lr_sweeps": 1})
+    ctx = Context(exp)
+    run_check(ctx, LRRangeTest)
+    assert ctx.state["lr"]["horizon_regime"] == "decaying schedule"
+    ctx = Context(classification_experiment(epochs=20, options={"lr_sweeps": 1}))
+    run_check(ctx, LRRangeTest)
+    assert ctx.state["lr"]["horizon_regime"] in ("still falling", "bottomed out")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nnrecipe.overfit.lr_range import (
+    DECAYING_EXPONENT,
     MAX_HORIZON_DECADES,
     STILL_FALLING_EXPONENT,
     ShortRun,
@@ -225,3 +226,31 @@ def test_find_lr_suggests_the_rate_for_the_experiments_horizon() -> None:
     state = res.to_state()
     assert state["short_rate"] == res.short_rate and state["horizon_steps"] == 1000
     assert state["horizon_best_step"] == 100
+
+
+def test_a_decaying_schedule_is_suggested_at_its_peak() -> None:
+    # fires: the experiment decays its rate (cosine), so the constant-rate rules do not apply
+    # (the same curve that bottomed out would have been carried by progress matching)
+    for name in ("cosine", "one-cycle", "step"):
+        h = horizon_rate(1e-2, 50, 100, 1000, bottomed=True, schedule=name)
+        assert h is not None and h.regime == "decaying schedule" and h.schedule == name
+        assert h.rate == pytest.approx(1e-2 * 0.1 ** DECAYING_EXPONENT)
+        assert f"{name} decay" in h.reason() and "peak" in h.reason()
+    # quiet: warmup-then-constant and no schedule keep the constant-rate regimes
+    for name in (None, "warmup", "constant"):
+        h = horizon_rate(1e-2, 50, 100, 1000, bottomed=True, schedule=name)
+        assert h is not None and h.regime == "bottomed out" and h.schedule is None
+        assert h.rate == pytest.approx(5e-4)
+    # runs as long as the experiment's: the short runs' rate, whatever the schedule
+    same = horizon_rate(1e-2, 50, 100, 80, schedule="cosine")
+    assert same is not None and same.rate == 1e-2 and same.regime == "same length"
+
+
+def test_find_lr_reads_the_probes_schedule() -> None:
+    probe = HorizonProbe(edges=[3e-2, 4e-2, 2.5e-2], optimum=3e-3, noise=0.002)
+    probe.schedule = "cosine"
+    res = find_lr(probe)
+    assert res.horizon is not None and res.horizon.regime == "decaying schedule"
+    assert res.suggested == pytest.approx(res.short_rate * 0.1 ** DECAYING_EXPONENT)
+    assert "cosine decay" in res.reasons[0]
+    assert res.to_state()["horizon_regime"] == "decaying schedule"

@@ -10,6 +10,7 @@ from nnrecipe.overfit.schedules import (
     SCHEDULES,
     make_scheduler,
     schedule_factor,
+    schedule_name,
     scheduler_from_options,
 )
 from tests.toys import classification_experiment
@@ -85,3 +86,13 @@ def test_from_options() -> None:
     assert scheduler_from_options({"schedule": "onecycle"}).schedule_name == "one-cycle"
     f = scheduler_from_options({"schedule": {"name": "warmup", "warmup_steps": 5}})
     assert f.schedule_name == "warmup"
+
+
+def test_schedule_name_reads_every_way_options_name_a_schedule() -> None:
+    assert schedule_name({}) is None and schedule_name({"schedule": None}) is None
+    assert schedule_name({"schedule": "constant"}) is None
+    assert schedule_name({"schedule": "Cosine_Annealing"}) == "cosine"
+    assert schedule_name({"schedule": {"name": "onecycle", "pct_start": 0.2}}) == "one-cycle"
+    assert schedule_name({"schedule": make_scheduler("step")}) == "step"
+    assert schedule_name({"schedule": lambda opt, n: None}) is None  # shape unknown
+    assert schedule_name({"schedule": "bogus"}) is None  # the train stage reports it

@@ -21,6 +21,7 @@ from nnrecipe.overfit.lr_range import (
     find_lr,
 )
 from nnrecipe.overfit.probes import HOLDOUT_FRACTION, ModelProbe
+from nnrecipe.overfit.schedules import canonical, schedule_name
 
 
 def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
@@ -28,7 +29,8 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
             train_step: Callable | None = None, batch_size: int = 64, repeats: int = 3,
             start_lr: float = DEFAULT_START_LR, end_lr: float = DEFAULT_END_LR,
             num_steps: int = DEFAULT_SWEEP_STEPS, run_steps: int = 100, seed: int = 0,
-            threads: int | None = None, epochs: int | None = None) -> LRSuggestion:
+            threads: int | None = None, epochs: int | None = None,
+            schedule: str | None = None) -> LRSuggestion:
     """Suggest a learning rate for ``model`` trained by ``optimizer`` on ``data``.
 
     ``data`` (and ``val_data``) is a DataLoader, a Dataset of ``(input, target)``, or an
@@ -45,7 +47,9 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
     1/sqrt(steps) where they were still improving; so with ``epochs`` the suggestion is
     carried from the short runs to your run's length (``res.horizon`` says how and why;
     ``res.short_rate`` is the best rate for the short runs themselves). Without it, the
-    suggestion is for ``run_steps`` steps.
+    suggestion is for ``run_steps`` steps. ``schedule``: the schedule your run decays the
+    rate by ("cosine", "one-cycle", "step"; see :mod:`nnrecipe.overfit.schedules`); the
+    suggestion is then its peak rate. None or "constant": a constant rate.
 
     The model's weights and buffers, its train/eval mode, the optimizer's state and rates and
     the global RNG state are restored afterwards, whatever happens. torch's intra-op threads
@@ -65,10 +69,13 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any,
         data, val_data = _hold_out(data, seed)
     if epochs is not None and epochs < 1:
         raise ConfigurationError(f"lr_find(epochs=...) must be >= 1, got {epochs}")
+    if schedule is not None:
+        canonical(schedule)  # an unknown name is an error here, not a silent constant rate
     probe = ModelProbe(model, optimizer, data, loss, val_data=val_data, train_step=train_step,
                        batch_size=batch_size, run_steps=run_steps)
     if epochs is not None:
         probe.horizon_steps = epochs * _batches_per_epoch(data, batch_size)
+    probe.schedule = schedule_name({"schedule": schedule})  # type: ignore[attr-defined]
     try:
         with thread_policy(threads):
             return find_lr(probe, repeats=repeats, start_lr=start_lr, end_lr=end_lr,

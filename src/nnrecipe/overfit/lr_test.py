@@ -7,8 +7,9 @@ the experiment's planned steps, capped at 100), ``lr_validate`` (True).
 The suggestion is for the run the experiment plans (``epochs`` x batches per epoch, the
 *horizon*): the short runs find the best rate for their own length (``short_rate``) and
 ``lr_range.horizon_rate`` carries it to the horizon, by progress matching when the short
-runs' held-out loss bottomed out, by (run steps / steps)^0.5 while it was still falling
-(``res.reasons`` says which).
+runs' held-out loss bottomed out, by (run steps / steps)^0.5 while it was still falling;
+when ``options["schedule"]`` decays the rate (cosine, one-cycle, step), the suggestion is
+the schedule's peak (``res.reasons`` says which).
 
 What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
 
@@ -21,6 +22,8 @@ What it leaves in ``ctx.state["lr"]`` for the later stages (all plain numbers)::
                                    # = suggested when the horizon is no longer than them
      "horizon_steps": int | None,  # the planned run's optimizer steps (None: unknown)
      "horizon_best_step": int | None,  # where short_rate's held-out loss bottomed out
+     "horizon_regime": str | None, # how it was carried: "same length", "bottomed out",
+                                   # "still falling" or "decaying schedule"
      "user_lr": float, "optimizer": "Adam", "batch_size": int,
      "grad_norms": [float, ...],   # total grad norm per step of the runs at short_rate
      "early_losses": [float, ...], # the first steps' losses at short_rate
@@ -51,6 +54,7 @@ from nnrecipe.overfit.lr_range import (
     smooth_centered,
 )
 from nnrecipe.overfit.probes import ContextProbe
+from nnrecipe.overfit.schedules import schedule_name
 from nnrecipe.report.plots import COLORS, new_figure
 
 EARLY_STEPS = 30  # losses kept from the run at the suggestion, for the warmup advice
@@ -92,6 +96,7 @@ class LRRangeTest(Check):
     def run(self, ctx: Context) -> list[Finding]:
         opts = ctx.options
         probe = ContextProbe(ctx, run_steps=opts.get("lr_run_steps"))
+        probe.schedule = schedule_name(opts)  # type: ignore[attr-defined]
         allowance = budget.allowance(ctx, BUDGET_SHARE)
         deadline = None if allowance is None else time.monotonic() + allowance
         res = find_lr(probe, repeats=int(opts.get("lr_sweeps", 3)),

@@ -150,3 +150,23 @@ def scheduler_from_options(options: dict[str, Any]) -> SchedulerFactory | None:
     if callable(spec):
         return spec
     return None if canonical(str(spec)) == "constant" else make_scheduler(str(spec))
+
+
+def schedule_name(options: dict[str, Any]) -> str | None:
+    """The canonical name of the schedule ``options["schedule"]`` names (a name, a dict with
+    "name", or a factory from :func:`make_scheduler`); None for a constant rate or a factory
+    whose shape is unknown. Never raises: an unknown name is the train stage's to report."""
+    spec = options.get("schedule")
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        spec = spec.get("name", "constant")
+    elif callable(spec):
+        spec = getattr(spec, "schedule_name", None)
+        if spec is None:
+            return None
+    try:
+        key = canonical(str(spec))
+    except ConfigurationError:
+        return None
+    return None if key == "constant" else key
