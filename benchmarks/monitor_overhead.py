@@ -20,17 +20,25 @@ Both CPU time (``time.process_time``: with one torch thread, the work of the ste
 affected by other processes on a shared machine) and wall time are reported, with the load
 average during the run. For the monitored variants: the time measured inside the monitor
 (hooks and live checks) per step, and how many steps each signal covered (``coverage``).
-Run: ``python benchmarks/monitor_overhead.py [--quick] [--out results.json]``.
+* ``baseline``  — only with ``--baseline FILE``: the ``monitor`` variant with the ``Monitor``
+  class of another version of ``nnrecipe/train/monitor.py`` (e.g. ``git show
+  HEAD~1:src/nnrecipe/train/monitor.py > /tmp/old.py``): a before/after comparison in one run,
+  at one load, which figures from runs at different loads cannot give
+
+Run: ``python benchmarks/monitor_overhead.py [--quick] [--out results.json] [--baseline FILE]
+[--skip anomaly,governed]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -56,10 +64,22 @@ CASES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "MLP ~10M params (batch 64)": (big_mlp, (784,)),
 }
 VARIANTS = ("plain", "plain-again", "monitor", "governed", "anomaly")
+MONITORED = ("monitor", "governed", "baseline")
+
+
+def load_monitor_module(path: Path) -> Any:
+    """Another version of ``nnrecipe/train/monitor.py``, imported under its own name."""
+    spec = importlib.util.spec_from_file_location("baseline_monitor", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_monitor"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class Variant:
-    def __init__(self, name: str, base: nn.Module) -> None:
+    def __init__(self, name: str, base: nn.Module, baseline: Any = None) -> None:
         self.name = name
         self.model = copy.deepcopy(base)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
@@ -68,6 +88,16 @@ class Variant:
             config = MonitorConfig(overhead_budget=None) if name == "monitor" else MonitorConfig()
             self.watcher = nnrecipe.watch(self.model, self.opt, config=config,
                                           on_finding=lambda f: None)
+        elif name == "baseline":  # the same watcher around the other version's Monitor
+            watch_module = sys.modules["nnrecipe.train.watch"]
+            current = watch_module.Monitor
+            watch_module.Monitor = baseline.Monitor
+            try:
+                self.watcher = nnrecipe.watch(
+                    self.model, self.opt, config=baseline.MonitorConfig(overhead_budget=None),
+                    on_finding=lambda f: None)
+            finally:
+                watch_module.Monitor = current
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.inside = 0.0
@@ -103,10 +133,10 @@ class Variant:
 
 
 def bench(name: str, make: Callable[[], nn.Module], shape: tuple[int, ...], rounds: int,
-          steps: int) -> dict[str, Any]:
+          steps: int, names: tuple[str, ...] = VARIANTS, baseline: Any = None) -> dict[str, Any]:
     torch.manual_seed(0)
     base = make()
-    variants = [Variant(v, base) for v in VARIANTS]
+    variants = [Variant(v, base, baseline) for v in names]
     g = torch.Generator().manual_seed(0)
     batches = [(torch.randn(64, *shape, generator=g), torch.randint(0, 10, (64,), generator=g))
                for _ in range(steps)]
@@ -124,8 +154,10 @@ def bench(name: str, make: Callable[[], nn.Module], shape: tuple[int, ...], roun
     for label in ("cpu", "wall"):
         med = {k: statistics.median(getattr(v, label)) for k, v in by.items()}
         out[f"{label}_median_step_ms"] = {k: round(1e3 * t, 3) for k, t in med.items()}
-        out[f"{label}_overhead"] = {k: med[k] / med["plain"] - 1 for k in VARIANTS[1:]}
-    for k in ("monitor", "governed"):
+        out[f"{label}_overhead"] = {k: med[k] / med["plain"] - 1 for k in names[1:]}
+    for k in MONITORED:
+        if k not in by:
+            continue
         v = by[k]
         rec = v.watcher.recording
         total = rec.optimizer_steps
@@ -146,7 +178,16 @@ def main() -> None:
                     help="run one model only")
     ap.add_argument("--rounds", type=int, default=None,
                     help="rounds for the CNN (the MLP gets 2/5 of them); default 30, --quick 4")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another version of nnrecipe/train/monitor.py, run as variant 'baseline'")
+    ap.add_argument("--skip", default="", help="variants to leave out, comma-separated "
+                    "(governed, anomaly, plain-again)")
     args = ap.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if skip & {"plain", "monitor"}:
+        raise SystemExit("--skip: plain and monitor are what the others are compared with")
+    names = tuple(v for v in VARIANTS if v not in skip) + (("baseline",) if args.baseline else ())
+    baseline = load_monitor_module(args.baseline) if args.baseline else None
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")
     results = []
@@ -157,15 +198,18 @@ def main() -> None:
         cnn_rounds = args.rounds or (4 if args.quick else 30)
         rounds = cnn_rounds if small else max(2, round(cnn_rounds * 2 / 5))
         steps = 80 if small else 40
-        res = bench(name, make, shape, rounds, steps)
+        res = bench(name, make, shape, rounds, steps, names, baseline)
         results.append(res)
+        labels = {"monitor": "monitor", "governed": "governed", "anomaly": "detect_anomaly",
+                  "baseline": "baseline monitor", "plain-again": "A/A noise floor"}
         for label in ("cpu", "wall"):
             ms, ov = res[f"{label}_median_step_ms"], res[f"{label}_overhead"]
+            parts = ", ".join(f"{labels[k]} {ov[k]:+.1%}" for k in names[1:])
             print(f"{name} [{label}]: {res['params'] / 1e6:.2f}M params, plain {ms['plain']:.2f} "
-                  f"ms/step; monitor {ov['monitor']:+.1%}, governed {ov['governed']:+.1%}, "
-                  f"detect_anomaly {ov['anomaly']:+.1%} (A/A noise floor "
-                  f"{ov['plain-again']:+.1%})", flush=True)
-        for k in ("monitor", "governed"):
+                  f"ms/step; {parts}", flush=True)
+        for k in MONITORED:
+            if k not in res:
+                continue
             m = res[k]
             print(f"{name} [{k}]: inside the monitor {m['inside_monitor_ms']:.3f} ms/step "
                   f"({m['inside_share_of_plain_step']:.1%} of the plain step), schedule "

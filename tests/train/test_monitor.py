@@ -231,3 +231,31 @@ def test_half_precision_norms_do_not_overflow(bad: bool) -> None:
     else:
         assert rec.nonfinite is None and rec.skipped_updates == 0
         assert rec.grad_total[-1] == pytest.approx(1e5, rel=1e-3)
+
+
+def test_the_first_layer_autocast_hook_leaves_once_it_has_looked() -> None:
+    """Wiring: the first layer's autocast hook (it takes that module off PyTorch's fast call
+    path) removes itself after PRECISION_LOOKS plain training forwards; under autocast from the
+    first step, where only the layers run under it, the dtype is noted and the hook leaves."""
+    from nnrecipe.train.monitor import PRECISION_LOOKS
+
+    model, (x, y) = mlp(), batch()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Monitor(MonitorConfig(overhead_budget=None)).attach(model, opt) as mon:
+        for i in range(PRECISION_LOOKS + 2):
+            assert bool(model[0]._forward_pre_hooks) == (i < PRECISION_LOOKS)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert mon.recording.precision is None
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Monitor(MonitorConfig(overhead_budget=None)).attach(model, opt) as mon:
+        for _ in range(2):
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model[4](model[3](model[2](model[1](model[0](x)))))  # layers, not the model
+            nn.functional.cross_entropy(out.float(), y).backward()
+            opt.step()
+        assert not model[0]._forward_pre_hooks
+    assert mon.recording.precision == "bfloat16"

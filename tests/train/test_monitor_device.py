@@ -56,7 +56,7 @@ def test_on_the_meta_device_the_hot_path_never_touches_the_host() -> None:
         mon.record_loss(loss)  # a device tensor: kept on the device until the flush
     assert mon._rec.coverage == {"steps": 40, "nonfinite_guard": 40, "grad_norms": 40,
                                  "update_ratios": 8, "activations": 8}
-    made = [mon._row_buf, *[c for _, c in mon._cleared_dev], mon._owner_t, mon._sample_owner_t, mon._kept_t, *mon._sample_idx,
+    made = [mon._row_buf, *[c for _, c in mon._cleared_dev], *mon._sample_idx,
             *[t for _, _, t in mon._pending_stats], *[v for _, v, _ in mon._pending_loss],
             *[m for w in mon._dead_masks.values() for m in w]]
     assert made and all(t.device.type == "meta" for t in made)  # type: ignore[union-attr]

@@ -71,6 +71,9 @@ GOVERNOR_WINDOW = 64  # steps per overhead measurement
 # a checkpoint, the user's own logging, time detached): it is counted at the median, so the
 # monitor's share is measured against the training steps themselves.
 PAUSE_FACTOR = 4.0
+# Training forwards the first layer's autocast hook looks at before it removes itself (a loop
+# that autocasts does so from its first step; the model-level hook keeps looking every step).
+PRECISION_LOOKS = 32
 
 
 @dataclass
@@ -143,16 +146,6 @@ def _activation_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _segment_norm_t(values: torch.Tensor, owner: torch.Tensor, n: int, dim: int = 0
-                    ) -> torch.Tensor:
-    """Per-layer L2 norms of ``values`` grouped by ``owner`` along ``dim`` (sqrt of the summed
-    squares), on the values' device."""
-    shape = list(values.shape)
-    shape[dim] = n
-    out = torch.zeros(shape, dtype=values.dtype, device=values.device)
-    return out.index_add_(dim, owner, values * values).sqrt_()
-
-
 class Monitor(Callback):
     """Records per-layer training statistics through hooks; a :class:`fit` callback too.
 
@@ -199,11 +192,7 @@ class Monitor(Callback):
         self._owner = np.zeros(0, dtype=int)
         self._onehot = np.zeros((0, 0))
         self._sample_idx: list[torch.Tensor] = []
-        self._take_idx: list[torch.Tensor | None] = []  # None: the tensor is sampled whole
         self._sample_owner = np.zeros(0, dtype=int)
-        self._sample_owner_t = torch.zeros(0, dtype=torch.long)
-        self._owner_t = torch.zeros(0, dtype=torch.long)
-        self._kept_t = torch.zeros(0, dtype=torch.long)
         self._kept = np.zeros(0, dtype=int)
         self._pre_samples: torch.Tensor | None = None
         self._act_modules: list[tuple[str, str, nn.Module]] = []
@@ -214,6 +203,8 @@ class Monitor(Callback):
         self._act_keys: list[tuple[str, int]] = []
         self._dead_masks: dict[tuple[str, int], deque[torch.Tensor]] = {}
         self._last_input: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._precision_looks = 0
+        self._precision_handle: Any = None
         self._stop_reason: str | None = None
         # per-step statistics on the device: row i of ``_row_buf`` holds the per-tensor
         # gradient norms of the i-th step since the last flush (written in place: no tensor
@@ -278,9 +269,8 @@ class Monitor(Callback):
         self._row_buf = torch.zeros(int(self.config.sync_every), len(params), device=self.device)
         self._row_views = list(self._row_buf.unbind(0))
         self._norm_dtype = _wide(params[0].dtype) if params else None
-        self._owner_t = torch.as_tensor(self._owner, device=self.device)
         # re-attaching to the same model keeps the sampled coordinates
-        if not same or not self._sample_idx or self._sample_owner_t.device != self.device:
+        if not same or not self._sample_idx or self._sample_idx[0].device != self.device:
             self._choose_samples()
         self._act_modules = []
         last_layer = None
@@ -300,7 +290,9 @@ class Monitor(Callback):
                          model.register_forward_pre_hook(self._remember_input, with_kwargs=True)]
         first = _owner_module(model, params[0]) if params else None
         if first is not None and first is not model:  # autocast is seen where the layers run
-            self._handles.append(first.register_forward_pre_hook(self._note_precision))
+            self._precision_looks = 0
+            self._precision_handle = first.register_forward_pre_hook(self._first_layer_precision)
+            self._handles.append(self._precision_handle)
         if params:  # the gradient probe: the last parameter the optimizer updates
             probe = params[-1]
             self._handles.append(probe.register_hook(self._make_arrival_hook(probe)))
@@ -331,20 +323,17 @@ class Monitor(Callback):
     def _choose_samples(self) -> None:
         g = torch.Generator().manual_seed(0)
         k = self.config.samples_per_tensor
-        self._sample_idx, self._take_idx, owners = [], [], []
+        self._sample_idx, owners = [], []
         for p, layer in zip(self._params, self._owner, strict=True):
             n = p.numel()
             idx = torch.arange(n) if n <= k else torch.randperm(n, generator=g)[:k].sort().values
             self._sample_idx.append(idx.to(p.device))
-            self._take_idx.append(None if n <= k else self._sample_idx[-1])
             owners.extend([layer] * len(idx))
         self._sample_owner = np.asarray(owners, dtype=int)
-        self._sample_owner_t = torch.as_tensor(self._sample_owner, device=self.device)
         keep: list[int] = []  # up to 16 coordinates per layer are kept as trajectories
         for layer in range(len(self._rec.layers)):
             keep.extend(np.nonzero(self._sample_owner == layer)[0][:16].tolist())
         self._kept = np.asarray(keep, dtype=int)
-        self._kept_t = torch.as_tensor(self._kept, device=self.device)
         self._rec.weight_sample_layers = self._sample_owner[self._kept].tolist()
 
     # --------------------------------------------------------------- step hooks
@@ -396,6 +385,8 @@ class Monitor(Callback):
         self._optional += time.perf_counter() - t0
         if len(self._row_meta) >= len(self._row_views):
             self._flush_grads()
+        if len(self._pending_stats) >= self.config.sync_every:
+            self._flush_pending_stats()
         self.seconds_spent += time.perf_counter() - t0
 
     def add_overhead(self, seconds: float) -> None:
@@ -489,8 +480,7 @@ class Monitor(Callback):
         cov = self._rec.coverage
         cov["nonfinite_guard"] += 1
         cov["grad_norms"] += 1
-        if self._immediate and not math.isfinite(float(row.sum())):
-            values = row.cpu().tolist()
+        if self._immediate and not math.isfinite(sum(values := row.tolist())):
             bad = sorted({int(self._owner[i]) for i, v in enumerate(values)
                           if not math.isfinite(v) and (present is None or i in present)})
             self._on_nonfinite_grads(step, bad, drop=self.config.guard_nonfinite)
@@ -562,6 +552,9 @@ class Monitor(Callback):
         gradient rows, the losses and the update/activation measurements)."""
         self._flush_grads()
         self._flush_losses()
+        self._flush_pending_stats()
+
+    def _flush_pending_stats(self) -> None:
         if self._pending_stats:
             tensors = [t for _, _, t in self._pending_stats]
             flat = torch.cat([t.to(tensors[0].device) for t in tensors]).to(
@@ -583,45 +576,47 @@ class Monitor(Callback):
 
     # ------------------------------------------------------------ update ratios
     def _gather_samples(self) -> torch.Tensor | None:
-        """The sampled coordinates of every tensor as one float32 vector on the model's device
-        (one ``take`` per tensor larger than the sample, the small ones whole; no copy of the
-        weights)."""
+        """The sampled coordinates of every tensor as one vector on the model's device: one
+        ``take`` per tensor and one ``cat`` (no copy of the weights)."""
         if not self._params:
             return None
         with torch.no_grad():
-            parts = [p.detach().reshape(-1) if idx is None else torch.take(p.detach(), idx)
-                     for p, idx in zip(self._params, self._take_idx, strict=True)]
+            parts = [torch.take(p, idx) for p, idx in zip(self._params, self._sample_idx,
+                                                          strict=True)]
             try:
-                out = torch.cat(parts)
+                return torch.cat(parts)
             except RuntimeError:  # tensors on several devices
-                out = torch.cat([t.to(self.device) for t in parts])
-            return out if out.dtype == torch.float32 else out.float()
+                return torch.cat([t.to(self.device) for t in parts])
 
     def _measure_update(self, step: int, before: torch.Tensor) -> None:
-        """Update ratios, parameter norms and the kept weight coordinates, computed on the
-        device and queued for the next flush (no host copy here)."""
+        """Queue the sampled coordinates before and after the update and the parameter norms
+        (one fused norm) for the next flush, where the update ratios, the per-layer parameter
+        norms and the kept weight coordinates are computed on the host for every queued
+        measurement at once (a handful of device ops per measurement, no host copy here)."""
         after = self._gather_samples()
         if after is None:
             return
-        n = len(self._rec.layers)
         with torch.no_grad():
-            pnorms = _norm_vector([p.detach() for p in self._params]).to(after.device)
-            # ||delta|| and ||after|| per layer in one reduction over both rows
-            dn, sn = _segment_norm_t(torch.stack([after - before, after]), self._sample_owner_t,
-                                     n, dim=1)
-            ratio = torch.where(sn > 0, dn / sn.clamp_min(torch.finfo(sn.dtype).tiny), math.nan)
-            pl = _segment_norm_t(pnorms, self._owner_t, n)
-            kept = after.index_select(0, self._kept_t)
-            self._pending_stats.append(("update", step, torch.cat([ratio, pl, kept])))
+            pnorms = _norm_vector(self._params).to(after.device)
+            self._pending_stats.append(("update", step, torch.cat([before, after, pnorms])))
         self._rec.coverage["update_ratios"] += 1
 
     def _flush_stats(self, packed: list[np.ndarray]) -> None:
         rec, n, mp = self._rec, len(self._rec.layers), self.config.max_points
+        owner, sample_owner = self._owner, self._sample_owner
+        s = len(sample_owner)
         for (kind, step, _), values in zip(self._pending_stats, packed, strict=True):
             if kind == "update":
-                rec.update.append(step, values[:n], mp)
-                rec.param.append(step, values[n:2 * n], mp)
-                rec.weight_samples.append(step, values[2 * n:], mp)
+                before, after, pnorms = values[:s], values[s:2 * s], values[2 * s:]
+                with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                    # ||delta|| / ||after|| per layer over the sampled coordinates
+                    dn = np.sqrt(np.bincount(sample_owner, np.square(after - before), n))
+                    sn = np.sqrt(np.bincount(sample_owner, np.square(after), n))
+                    ratio = np.where(sn > 0, dn / np.where(sn > 0, sn, 1.0), np.nan)
+                    layer_norms = np.sqrt(np.bincount(owner, np.square(pnorms), n))
+                rec.update.append(step, ratio, mp)
+                rec.param.append(step, layer_norms, mp)
+                rec.weight_samples.append(step, after[self._kept], mp)
             else:
                 is_relu = [k == "relu" for _, k in rec.activations]
                 rec.dead.append(step, [float(v) if r else math.nan
@@ -701,6 +696,20 @@ class Monitor(Callback):
             self._last_input = (args, kwargs)
             if self._rec.precision is None:
                 self._note_precision(module, args)
+
+    def _first_layer_precision(self, module: nn.Module, args: Any) -> None:
+        """Autocast where the layers run (a loop that autocasts inside ``training_step`` and never
+        calls the model itself). Once the dtype is known, or after ``PRECISION_LOOKS`` training
+        forwards without autocast (a loop autocasts from its first step or never), the hook
+        removes itself: a hook on a module takes it off PyTorch's fast call path."""
+        if not module.training or not torch.is_grad_enabled():
+            return
+        self._note_precision(module, args)
+        self._precision_looks += 1
+        if self._precision_handle is not None and (
+                self._rec.precision is not None or self._precision_looks >= PRECISION_LOOKS):
+            self._precision_handle.remove()
+            self._precision_handle = None
 
     def _note_precision(self, module: nn.Module, args: Any) -> None:
         if self._rec.precision is None and module.training and self._autocast_device and \
