@@ -231,6 +231,7 @@ class Monitor(Callback):
         # overhead governor
         self._stretch = 1
         self.seconds_spent = 0.0  # wall time in the hooks and live checks, all told
+        self.check_seconds = 0.0  # of which in the live checks (``add_overhead``)
         self.step_seconds: float | None = None  # typical wall time of one step (pauses capped)
         self._optional = 0.0  # time in the optional measurements since the last step hook
         self._last_hook: float | None = None
@@ -391,6 +392,7 @@ class Monitor(Callback):
 
     def add_overhead(self, seconds: float) -> None:
         """Count time spent on the monitor's behalf outside its hooks (live detectors)."""
+        self.check_seconds += seconds
         self._spend(seconds)
 
     def _spend(self, seconds: float) -> None:
