@@ -162,9 +162,15 @@ def step_noise(losses: Sequence[float], batch_sizes: Sequence[float] | None = No
     r = np.abs(standardised_differences(arr, weight))
     span = max(4 * w, 20)  # trailing window for the scale: a few smoothing windows
     scale = np.empty(n)
-    for i in range(n):
-        past = r[max(1, i - span):i] if i - span >= w else r[1:max(i, 2 * w)]
-        scale[i] = MAD_TO_SIGMA * float(np.median(past))
+    head = min(n, span + w)
+    for i in range(head):  # the first steps: the noise of the run's start so far
+        scale[i] = MAD_TO_SIGMA * float(np.median(r[1:max(i, 2 * w)]))
+    if n > head:  # then the trailing ``span`` steps before each step, vectorised (a live
+        # check ran this median step by step: 85% of its time at ~1800 steps)
+        windows = np.lib.stride_tricks.sliding_window_view(r, span)  # windows[j] = r[j:j+span]
+        for lo in range(head, n, 4096):  # bounded memory on long runs
+            hi = min(n, lo + 4096)
+            scale[lo:hi] = MAD_TO_SIGMA * np.median(windows[lo - span:hi - span], axis=1)
     floor = NOISE_FLOOR_OF_START * abs(float(np.median(arr[:w])))
     return StepNoise(centred_median(arr, w), np.maximum(scale, max(floor, 1e-12)), weight, ref,
                      w)
