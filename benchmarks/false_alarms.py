@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tasks = plan(args)
     signal.signal(signal.SIGTERM, _stop)  # `kill PID` ends the workers too
-    print(f"{len(tasks)} runs on {args.jobs} worker(s) ...", flush=True)
+    seeds_run = sorted({t[1] for t in tasks})  # `--seeds 1` is a count: seed 0, not seed 1
+    print(f"{len(tasks)} runs on {args.jobs} worker(s), seeds {seeds_run} ...", flush=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")

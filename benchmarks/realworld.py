@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--only {args.only!r} matches no case")
     tasks = [(n, s) for s in _seeds(args.seeds, default=[0]) for n in names]
     signal.signal(signal.SIGTERM, _stop)
-    print(f"{len(tasks)} runs on {args.jobs} worker(s) ...", flush=True)
+    seeds_run = sorted({t[1] for t in tasks})  # `--seeds 1` is a count: seed 0, not seed 1
+    print(f"{len(tasks)} runs on {args.jobs} worker(s), seeds {seeds_run} ...", flush=True)
     t0 = time.perf_counter()
     results: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")
