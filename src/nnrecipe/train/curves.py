@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnrecipe.train.signals import (
+    MEDIAN_SE,
     epoch_means,
     finite,
     moving_median,
@@ -36,7 +37,6 @@ from nnrecipe.train.signals import (
 DIVERGE_LOST_FRACTION = 0.5
 DIVERGE_ABOVE_START = 1.5
 DIVERGE_Z = 5.0
-MEDIAN_SE = 1.2533  # standard error of a median of w normal values, times sqrt(w) / sigma
 # lr-too-high, spikes. A spike is a step loss that is (a) SPIKE_Z noise units of its own batch
 # above the running median of the steps before it, (b) at least SPIKE_RATIO x that median (an
 # effect that matters), and (c) either still PERSIST_Z units above it on the next step (a step

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnrecipe.core.findings import Severity
-from nnrecipe.train.signals import moving_median, smoothing_window
+from nnrecipe.train.signals import MAD_TO_SIGMA, MEDIAN_SE, moving_median, smoothing_window
 
 MIN_SPIKES = 3  # gradient-norm spikes: three, not one (a single bad batch happens)
 # exploding-gradients: the global norm 10x its running median and 10x its early-training
@@ -50,16 +50,14 @@ class ExplodingVerdict:
     growing: bool = False  # the growth rule fired (growth beyond the spread, loss not falling)
 
 
-MEDIAN_SE = 1.2533  # standard error of a median of w normal values, times sqrt(w) / sigma
-
 
 def _window_median(x: np.ndarray) -> tuple[float, float]:
-    """Median of a window and its standard error (robust scatter, MAD x 1.4826)."""
+    """Median of a window and its standard error (robust scatter: MAD x MAD_TO_SIGMA)."""
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return math.nan, math.nan
     med = float(np.median(x))
-    sigma = 1.4826 * float(np.median(np.abs(x - med)))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(x - med)))
     return med, MEDIAN_SE * sigma / math.sqrt(len(x))
 
 

@@ -84,6 +84,7 @@ def quantiles(values: Sequence[float], qs: Sequence[float] = (0.1, 0.5, 0.9, 0.9
 # trailing window.
 
 MAD_TO_SIGMA = 1.4826  # sigma of a normal distribution per unit of median absolute deviation
+MEDIAN_SE = 1.2533  # standard error of a median of w normal values, times sqrt(w) / sigma
 # A floor under the measured noise, relative to the run's starting loss: float-precision
 # blips of an exactly memorised batch (loss 0, then 1e-6) are not events. Reasoning: 1% of
 # the initial loss is far below anything a learning-rate spike does (it takes back >= 25%).
