@@ -33,11 +33,11 @@ from nnrecipe.core.context import Context
 from nnrecipe.core.findings import Finding, Severity
 from nnrecipe.core.fit import Callback, EpochRecord, FitHistory, fit
 from nnrecipe.core.registry import Check
-from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses, predict
+from nnrecipe.core.training import metrics_from_outputs, on_cpu, per_sample_losses
 from nnrecipe.errors import ExperimentError
 from nnrecipe.overfit.floor import FOLDS, Floor, reference_floor
 from nnrecipe.overfit.lr_range import group_ratios, set_lr
-from nnrecipe.overfit.probes import evaluate_indices
+from nnrecipe.overfit.probes import evaluate_indices, predict_indices
 from nnrecipe.report.plots import COLORS, new_figure
 
 SUBSET = 512  # samples to memorise: enough that it takes capacity, few enough to be quick
@@ -197,9 +197,7 @@ class _SubsetLoss(Callback):
         if not math.isfinite(record.train_loss):
             return None
         ctx = self.ctx
-        loader = ctx.loader("train", shuffle=False, indices=self.indices,
-                            batch_size=max(ctx.experiment.batch_size, 256))
-        out, y = predict(model, loader, ctx.device)
+        out, y = predict_indices(ctx, model, "train", self.indices)
         loss = metrics_from_outputs(out, y, on_cpu(ctx.experiment.loss), ctx.task_type)["loss"]
         self.curve.append((history.steps, loss))
         self.outputs, self.targets = out, y

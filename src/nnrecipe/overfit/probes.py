@@ -45,12 +45,18 @@ HOLDOUT_FRACTION = 0.2  # without a val split, this much of train is held out fo
 VAL_LIMIT = 2048  # held-out samples scored per run: enough to rank rates, cheap to evaluate
 
 
+def predict_indices(ctx: Context, model: nn.Module, split: str, indices: list[int] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs of ``model`` on some samples of a split, in eval mode, with their targets."""
+    loader = ctx.loader(split, shuffle=False, indices=indices,
+                        batch_size=max(ctx.experiment.batch_size, 256))
+    return predict(model, loader, ctx.device)
+
+
 def evaluate_indices(ctx: Context, model: nn.Module, split: str, indices: list[int] | None
                      ) -> dict[str, float]:
     """Loss (and accuracy) of ``model`` on some samples of a split, in eval mode."""
-    loader = ctx.loader(split, shuffle=False, indices=indices,
-                        batch_size=max(ctx.experiment.batch_size, 256))
-    out, y = predict(model, loader, ctx.device)
+    out, y = predict_indices(ctx, model, split, indices)
     return metrics_from_outputs(out, y, on_cpu(ctx.experiment.loss), ctx.task_type)
 
 
