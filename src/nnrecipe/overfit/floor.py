@@ -184,19 +184,23 @@ def _prepare(feats: np.ndarray, seed: int) -> Any:
     return make_pipeline(*steps)
 
 
-def _models(classify: bool, seed: int, outputs: int) -> dict[str, Any]:
+def _models(classify: bool, seed: int, outputs: int, rows: int) -> dict[str, Any]:
+    """The references for ``rows`` samples (a neighbour count of 80% of them or more is left
+    out: a fold's training part would hardly hold that many)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
     if classify:
         models: dict[str, Any] = {"linear (logistic regression)": LogisticRegression(max_iter=500)}
-        models.update({f"{k} nearest neighbours": KNeighborsClassifier(k) for k in NEIGHBOURS})
+        models.update({f"{k} nearest neighbours": KNeighborsClassifier(k) for k in NEIGHBOURS
+                       if k < 0.8 * rows})
         models["gradient-boosted trees"] = HistGradientBoostingClassifier(**TREES,
                                                                           random_state=seed)
         return models
     models = {"linear (ridge)": Ridge(1.0)}
-    models.update({f"{k} nearest neighbours": KNeighborsRegressor(k) for k in NEIGHBOURS})
+    models.update({f"{k} nearest neighbours": KNeighborsRegressor(k) for k in NEIGHBOURS
+                   if k < 0.8 * rows})
     if outputs == 1:
         models["gradient-boosted trees"] = HistGradientBoostingRegressor(**TREES,
                                                                          random_state=seed)
@@ -211,9 +215,7 @@ def _class_outputs(loss_fn: Any, feats: np.ndarray, y: torch.Tensor, template: t
     classes = template.shape[1]
     prep = _prepare(feats, seed)
     outputs = {}
-    for name, model in _models(True, seed, 1).items():
-        if "neighbours" in name and int(name.split()[0]) >= 0.8 * len(feats):
-            continue
+    for name, model in _models(True, seed, 1, len(feats)).items():
         proba = np.zeros((len(feats), classes))
         for f in range(FOLDS):
             train, test = folds != f, folds == f
@@ -243,9 +245,7 @@ def _value_outputs(loss_fn: Any, feats: np.ndarray, y: torch.Tensor, template: t
     target = y.reshape(len(y), -1).double().numpy()
     prep = _prepare(feats, seed)
     outputs = {}
-    for name, model in _models(False, seed, target.shape[1]).items():
-        if "neighbours" in name and int(name.split()[0]) >= 0.8 * len(feats):
-            continue
+    for name, model in _models(False, seed, target.shape[1], len(feats)).items():
         pred = np.zeros_like(target)
         for f in range(FOLDS):
             train, test = folds != f, folds == f
