@@ -61,7 +61,12 @@ def _wait_for_running_trial(url: str, worker: str, procs: list[subprocess.Popen[
     deadline = time.monotonic() + TIMEOUT_S
     while time.monotonic() < deadline:
         for t in _trials(url):
-            if t.state == TrialState.RUNNING and t.user_attrs.get("worker") == worker:
+            # training, not still being set up: the worker tag is written before the point is
+            # drawn, and a kill between the draws left a trial holding only {"lr"} while its
+            # retry drew the rest (seen on an idle machine); batch_size is the default
+            # space's last draw (nnrecipe.tune.space.default_space)
+            if t.state == TrialState.RUNNING and t.user_attrs.get("worker") == worker \
+                    and "batch_size" in t.params:
                 return t.number
         for p in procs:
             if p.poll() is not None:
